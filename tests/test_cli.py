@@ -1,0 +1,68 @@
+"""`genre-nb` as a user runs it: a subprocess, real files on disk, exit codes and one-line errors."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+GENRE_NB = str(Path(sys.executable).parent / "genre-nb")   # the console script installed beside this Python
+
+
+def genre_nb(*args, cwd=None):
+    return subprocess.run([GENRE_NB, *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=600)
+
+
+def test_help_explains_every_command_and_option():
+    r = genre_nb("--help")
+    assert r.returncode == 0 and "audit" in r.stdout
+    r = genre_nb("audit", "--help")
+    assert r.returncode == 0
+    for opt in ("--out", "--json", "--min-duration", "--jobs", "data_dir"):
+        assert opt in r.stdout
+
+
+def test_audit_lists_bad_files_with_reasons_and_audits_the_good(bad_folder, tmp_path):
+    r = genre_nb("audit", bad_folder, "--out", tmp_path / "out")
+    assert r.returncode == 0, r.stderr
+    a = pd.read_csv(tmp_path / "out" / "audit.csv").set_index("filename")
+    assert list(a.columns) == ["genre", "duration_s", "sample_rate", "mean_amplitude", "rms_amplitude", "max_amplitude", "status"]
+    assert a.loc["blues.00000.wav", "status"] == "ok"
+    assert a.loc["blues.00000.wav", "duration_s"] == pytest.approx(6.0)
+    assert a.loc["blues.00001.wav", "status"].startswith("truncated")
+    assert a.loc["rock.00000.wav", "status"] == "unreadable: empty file (0 bytes)"
+    assert a.loc["rock.00001.wav", "status"].startswith("unreadable: cannot decode")
+    assert a.loc["rock.00002.wav", "status"] == "silent"
+    assert a.loc["rock.00003.wav", "status"].startswith("too short")
+    for f in ("blues.00001.wav", "rock.00000.wav", "rock.00001.wav"):
+        assert f in r.stdout
+    assert "1 groups of exact duplicates" in r.stdout     # blues.00000 == rock.00004
+
+
+def test_audit_json_parses(bad_folder, tmp_path):
+    r = genre_nb("audit", bad_folder, "--json", "--out", tmp_path)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["dataset"] == "gtzan" and len(out["tracks"]) == 7
+    assert {d["filename"] for d in out["duplicates"]} == {"blues.00000.wav", "rock.00004.wav"}
+
+
+@pytest.mark.parametrize("make", ["missing", "wrong_layout", "file"])
+def test_audit_bad_folder_is_one_line_and_nonzero(tmp_path, make):
+    target = tmp_path / "nope"
+    if make == "wrong_layout": (target / "some" / "thing").mkdir(parents=True); (target / "x.wav").write_text("x")
+    if make == "file": target.write_text("not a folder")
+    r = genre_nb("audit", target, "--out", tmp_path)
+    assert r.returncode != 0
+    assert r.stderr.strip().count("\n") == 0 and "Traceback" not in r.stderr
+    assert ("not found" in r.stderr) or ("no GTZAN layout" in r.stderr)
+
+
+def test_audit_of_the_real_excerpts(gtzan_dir, tmp_path):
+    r = genre_nb("audit", gtzan_dir / "audio", "--out", tmp_path)
+    assert r.returncode == 0, r.stderr
+    a = pd.read_csv(tmp_path / "audit.csv")
+    assert len(a) == 10 and set(a.status) == {"ok"} and set(a.sample_rate) == {22050}
+    assert ((a.duration_s - 30.0).abs() < 0.2).all()          # GTZAN excerpts are 30.00-30.13 s
+    assert sorted(a.genre) == sorted(set(a.genre))   # one per genre
