@@ -164,7 +164,7 @@ def test_vggish_local_folder_from_env(offline, monkeypatch, tmp_path, clip30):
     pytest.importorskip("tensorflow_hub")
     folder = E.save_vggish_standin(tmp_path / "my_vggish")
     monkeypatch.setenv("GENRE_NB_VGGISH", str(folder))
-    assert E.vggish_handle() == str(folder) and E.vggish_available()
+    assert E.get_vggish_handle() == str(folder) and E.vggish_available()
     assert E.vggish_embeddings(clip30[:3 * 22050], 22050).shape == (3, 128)
     assert E.embedding_params("vggish")["handle"] == str(folder.resolve())
 
