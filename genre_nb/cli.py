@@ -15,7 +15,8 @@ import pandas as pd
 from .core import GenreNBError, get_logger
 
 # %% auto #0
-__all__ = ['CHAPTERS', 'ChapterFailed', 'run_chapter', 'reproduce', 'find_bundles', 'best_bundle', 'predict', 'parser', 'main']
+__all__ = ['CHAPTERS', 'ChapterFailed', 'run_chapter', 'reproduce', 'find_bundles', 'best_bundle', 'predict', 'render_index',
+           'splice', 'write_readme', 'parser', 'main']
 
 # %% ../nbs/08_cli.ipynb #2071e440
 def _audit(args: argparse.Namespace) -> int:
@@ -285,8 +286,58 @@ def _add_predict(sub) -> None:
     p.add_argument("--segments", action="store_true", help="one row per segment (3 s by default) instead of one per file")
     p.set_defaults(func=_predict)
 
-# %% ../nbs/08_cli.ipynb #dc430f7a
-_COMMANDS = [_add_audit, _add_reproduce, _add_predict]
+# %% ../nbs/08_cli.ipynb #a09a80bd
+def render_index(nb_path: Path | str) -> str:
+    "Markdown of an nbdev index notebook: markdown cells verbatim, code cells fenced, `#| hide` cells skipped."
+    import nbformat
+    nb = nbformat.read(str(nb_path), as_version=4); parts = []
+    for c in nb.cells:
+        src = c.source.strip("\n")
+        if not src: continue
+        if c.cell_type == "markdown": parts.append(src)
+        elif c.cell_type == "code" and "#| hide" not in src:
+            code = "\n".join(l for l in src.splitlines() if not l.startswith("#|"))
+            parts.append(f"```python\n{code}\n```")
+    return "\n\n".join(parts) + "\n"
+
+def splice(text: str,       # a markdown document with the markers
+           block: str,      # what goes between them
+           start: str = "<!-- results:start -->", end: str = "<!-- results:end -->") -> str:
+    "`text` with the part between the `start` and `end` markers replaced by `block`."
+    a, b = text.find(start), text.find(end)
+    if a < 0 or b < a: raise GenreNBError(f"markers {start} ... {end} not found")
+    return text[: a + len(start)] + "\n" + block.strip("\n") + "\n" + text[b:]
+
+# %% ../nbs/08_cli.ipynb #623bc1cb
+def write_readme(root: Path | str | None = None,   # the project root (default: found from the cwd)
+                 reports_dir: str = "reports",
+                ) -> bool:                          # whether README.md changed
+    "Rebuild README.md from nbs/index.ipynb and the latest reports/results.md (atomic)."
+    from genre_nb.core import project_root, write_text
+    root = Path(root) if root else project_root()
+    if root is None: raise GenreNBError("genre-nb readme runs in a clone of the genre_nb repository")
+    text = render_index(root / "nbs" / "index.ipynb")
+    results = root / reports_dir / "results.md"
+    if results.exists():
+        body = "\n".join(l for l in results.read_text().splitlines() if not l.startswith("<!--"))
+        text = splice(text, body)
+    readme = root / "README.md"
+    if readme.exists() and readme.read_text() == text: return False
+    write_text(readme, text); return True
+
+def _readme(args: argparse.Namespace) -> int:
+    changed = write_readme(reports_dir=args.reports_dir)
+    print("README.md " + ("updated" if changed else "already up to date"))
+    return 0
+
+def _add_readme(sub) -> None:
+    p = sub.add_parser("readme", help="rebuild README.md from nbs/index.ipynb and the latest results table",
+                       description="Render nbs/index.ipynb to README.md and put reports/results.md between its results markers.")
+    p.add_argument("--reports-dir", default="reports", help="where results.md is (default: reports/)")
+    p.set_defaults(func=_readme)
+
+# %% ../nbs/08_cli.ipynb #c42e1f39
+_COMMANDS = [_add_audit, _add_reproduce, _add_predict, _add_readme]
 
 def parser() -> argparse.ArgumentParser:
     "The `genre-nb` argument parser."
