@@ -143,7 +143,9 @@ def seed_everything(seed: int = 42,  # the seed
         except Exception: pass
     return seed
 
-# %% ../nbs/00_core.ipynb #6772bf0c
+# %% ../nbs/00_core.ipynb #fd223dc4
+_UMASK = os.umask(0); os.umask(_UMASK)
+
 @contextmanager
 def atomic_write(path: Path | str,  # the file to (re)write
                  mode: str = "w",   # "w" for text, "wb" for bytes
@@ -156,6 +158,7 @@ def atomic_write(path: Path | str,  # the file to (re)write
         with os.fdopen(fd, mode, encoding=None if "b" in mode else encoding) as f:
             yield f
             f.flush(); os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)   # mkstemp makes 0600 files; give them the usual permissions
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
