@@ -86,7 +86,7 @@ def in_test() -> bool:
     "True when running under `nbdev_test` (it sets `IN_TEST=1`) or when `GENRE_NB_QUICK=1`."
     return os.environ.get("IN_TEST") == "1" or os.environ.get("GENRE_NB_QUICK") == "1"
 
-# %% ../nbs/00_core.ipynb #b1194994
+# %% ../nbs/00_core.ipynb #592e2ad9
 def project_root(start: Path | str | None = None) -> Path | None:
     "The nearest folder at or above `start` (default: cwd) holding genre_nb's `settings.ini`, else None."
     p = Path(start or Path.cwd()).resolve()
@@ -99,9 +99,11 @@ def _default_cache() -> Path:
     return Path(os.environ.get("GENRE_NB_CACHE") or Path.home() / ".cache" / "genre_nb")
 
 def _anchor(p: Path | str) -> Path:
-    "Relative paths are taken from the project root when there is one (papermill runs in any cwd)."
+    """Relative paths are taken from the project root when there is one (papermill runs in any cwd); under `nbdev_test`
+    from a scratch folder instead, so quick test runs never overwrite the project's reports, results or models."""
     p = Path(p).expanduser()
     if p.is_absolute(): return p
+    if in_test(): return Path(tempfile.gettempdir()) / "genre_nb_test" / p
     root = project_root()
     return (root / p) if root else p.resolve()
 

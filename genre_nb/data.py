@@ -174,27 +174,32 @@ def render_track(style: dict,           # a (possibly blended) entry of `GENRE_S
     y += style["noise"] * rng.standard_normal(n).astype(np.float32)
     return (y / (np.abs(y).max() + 1e-9) * style["gain"]).astype(np.float32)
 
-# %% ../nbs/01_data_audit.ipynb #8ec7b2a1
-SYNTH_VERSION = 1  # bump when the generator changes: it is part of the synthetic set's folder name
+# %% ../nbs/01_data_audit.ipynb #8e7adca1
+SYNTH_VERSION = 2  # bump when the generator changes: it is part of the synthetic set's folder name
 
 def synthetic_styles(tracks_per_genre: int = 100, # tracks per genre
                      seed: int = 42,               # seed
                      overlap: float = 0.45,         # largest fraction of a track's style borrowed from another genre
-                     artist_size: int = 10,         # consecutive tracks per "artist"
+                     artist_size: int = 10,         # consecutive tracks per artist where GTZAN's is unknown
                     ) -> list[tuple[str, str, dict]]: # (genre, track_id, style) per track
     "The style of every synthetic track: genre style, artist tendencies, and a borrowed share of another genre."
-    out = []
+    out, real = [], sturm_index().set_index("track_id").artist.dropna().to_dict()
     for gi, g in enumerate(GENRES):
-        rng = np.random.default_rng([seed, gi])
-        for a0 in range(0, tracks_per_genre, artist_size):
-            artist = dict(key=int(rng.integers(12)), bpm=rng.uniform(*GENRE_STYLES[g]["bpm"]), bright=rng.normal(0, .25), harm=rng.integers(-2, 3))
-            for i in range(a0, min(a0 + artist_size, tracks_per_genre)):
-                other = GENRES[(gi + 1 + rng.integers(9)) % 10]
-                s = _blend(GENRE_STYLES[g], GENRE_STYLES[other], rng.uniform(0, overlap), rng)
-                s.update(bpm=float(np.clip(artist["bpm"] * rng.normal(1, .04), 50, 200)), key=(artist["key"] + int(rng.integers(-1, 2))) % 12,
-                         bright=float(max(.3, s["bright"] + artist["bright"])), harm=int(max(2, round(s["harm"] + artist["harm"]))),
-                         gain=float(rng.uniform(.3, .95)), seed=int(rng.integers(2**31)), artist=f"synthetic {g} artist {a0 // artist_size + 1}")
-                out.append((g, f"{g}.{i:05d}", s))
+        rng = np.random.default_rng([seed, gi]); artists = {}
+        for i in range(tracks_per_genre):
+            # GTZAN's own artist of this track id (Sturm's index), so the artist-filtered split keeps synthetic
+            # artists apart too; blocks of `artist_size` where GTZAN's artist is unknown or the id is past 99
+            who = real.get(f"{g}.{i:05d}", f"block {i // artist_size + 1}")
+            if who not in artists:
+                artists[who] = dict(key=int(rng.integers(12)), bpm=rng.uniform(*GENRE_STYLES[g]["bpm"]), bright=rng.normal(0, .25),
+                                    harm=rng.integers(-2, 3), name=f"synthetic {g} artist {len(artists) + 1}")
+            artist = artists[who]
+            other = GENRES[(gi + 1 + rng.integers(9)) % 10]
+            s = _blend(GENRE_STYLES[g], GENRE_STYLES[other], rng.uniform(0, overlap), rng)
+            s.update(bpm=float(np.clip(artist["bpm"] * rng.normal(1, .04), 50, 200)), key=(artist["key"] + int(rng.integers(-1, 2))) % 12,
+                     bright=float(max(.3, s["bright"] + artist["bright"])), harm=int(max(2, round(s["harm"] + artist["harm"]))),
+                     gain=float(rng.uniform(.3, .95)), seed=int(rng.integers(2**31)), artist=artist["name"])
+            out.append((g, f"{g}.{i:05d}", s))
     return out
 
 def make_synthetic(root: Path | str,             # folder to write into (Kaggle layout below it)
