@@ -16,7 +16,7 @@ from .core import GenreNBError, get_logger
 
 # %% auto #0
 __all__ = ['CHAPTERS', 'ChapterFailed', 'run_chapter', 'reproduce', 'find_bundles', 'best_bundle', 'predict', 'render_index',
-           'splice', 'write_readme', 'parser', 'main']
+           'write_readme', 'parser', 'main']
 
 # %% ../nbs/08_cli.ipynb #2071e440
 def _audit(args: argparse.Namespace) -> int:
@@ -100,7 +100,7 @@ def run_chapter(chapter: str,          # e.g. "03_baselines"
                             f"executed notebook: {out}") from None
     return out
 
-# %% ../nbs/08_cli.ipynb #3c63aa19
+# %% ../nbs/08_cli.ipynb #5149e8c8
 def reproduce(data_dir: str | None = None,  # a GTZAN folder; None: the synthetic set
               split: str = "paper",          # "paper" or "filtered"
               seeds: int = 1,                # seeds: baselines repeat inside; deep models run once per seed
@@ -111,6 +111,7 @@ def reproduce(data_dir: str | None = None,  # a GTZAN folder; None: the syntheti
               reports_dir: str = "reports",  # where reports and executed notebooks go
               seed: int = 42,                # the first seed
               tracks_per_genre: int | None = None, # synthetic set only
+              csv_path: str | None = None,   # GTZAN's Kaggle feature table: 07 measures the split gap on it
              ) -> list[Path]:                # the executed notebooks
     "Re-execute the chapters in order with papermill, one progress line each; stop at the first failure."
     import time
@@ -128,7 +129,8 @@ def reproduce(data_dir: str | None = None,  # a GTZAN folder; None: the syntheti
     chapters, reports = _chapters(only), _anchor(reports_dir)
     data_dir = str(Path(data_dir).expanduser().resolve()) if data_dir else None
     base = dict(data_dir=data_dir, split=split, seed=seed, seeds=seeds, epochs=epochs, embedding=embedding,
-                quick=quick, reports_dir=str(reports), tracks_per_genre=tracks_per_genre)
+                quick=quick, reports_dir=str(reports), tracks_per_genre=tracks_per_genre,
+                csv_path=str(Path(csv_path).expanduser().resolve()) if csv_path else None)
     runs = [(c, {**base, "seed": seed + i, "_suffix": f"_seed{seed + i}" if i else ""})
             for c in chapters for i in range(seeds if c in ("04_cnn", "05_rnn", "06_hybrid") else 1)]
     done, t_all = [], time.time()
@@ -140,12 +142,15 @@ def reproduce(data_dir: str | None = None,  # a GTZAN folder; None: the syntheti
         if chapter == "01_data_audit" and len(runs) > k:   # fail early: can the data make the split?
             kw = {} if data_dir else {"tracks_per_genre": 6 if quick else (tracks_per_genre or 30), "duration": 8.0 if quick else 30.0}
             prepare(open_dataset(data_dir, seed=seed, **kw), split, seed)
-    print(f"done in {time.time() - t_all:.0f} s; reports in {reports}, executed notebooks in {reports / 'notebooks'}")
+    print(f"done in {time.time() - t_all:.0f} s; reports in {reports} (index: {reports / 'README.md'}), "
+          f"executed notebooks in {reports / 'notebooks'}")
+    if "07_discussion" in chapters and not quick and reports == _anchor("reports"):
+        print("README.md results table " + ("updated" if write_readme(root) else "unchanged"))
     return done
 
 def _reproduce(args: argparse.Namespace) -> int:
     reproduce(args.data_dir, args.split, args.seeds, args.epochs, args.embedding, args.quick, args.only,
-              args.reports_dir, args.seed, args.tracks_per_genre)
+              args.reports_dir, args.seed, args.tracks_per_genre, args.csv_path)
     return 0
 
 def _add_reproduce(sub) -> None:
@@ -163,6 +168,7 @@ def _add_reproduce(sub) -> None:
     p.add_argument("--quick", action="store_true", help="small data, few epochs: a smoke run of the whole pipeline")
     p.add_argument("--only", default=None, help="comma-separated chapters to run, e.g. 01,03_baselines (default: all)")
     p.add_argument("--tracks-per-genre", type=int, default=None, help="synthetic set only: tracks per genre")
+    p.add_argument("--csv-path", default=None, help="GTZAN's Kaggle features_30_sec.csv: 07 measures the paper-vs-filtered gap on it")
     p.add_argument("--reports-dir", default="reports", help="where to write reports (default: reports/ of the project)")
     p.set_defaults(func=_reproduce)
 
@@ -286,7 +292,7 @@ def _add_predict(sub) -> None:
     p.add_argument("--segments", action="store_true", help="one row per segment (3 s by default) instead of one per file")
     p.set_defaults(func=_predict)
 
-# %% ../nbs/08_cli.ipynb #a09a80bd
+# %% ../nbs/08_cli.ipynb #5991a7e3
 def render_index(nb_path: Path | str) -> str:
     "Markdown of an nbdev index notebook: markdown cells verbatim, code cells fenced, `#| hide` cells skipped."
     import nbformat
@@ -300,30 +306,20 @@ def render_index(nb_path: Path | str) -> str:
             parts.append(f"```python\n{code}\n```")
     return "\n\n".join(parts) + "\n"
 
-def splice(text: str,       # a markdown document with the markers
-           block: str,      # what goes between them
-           start: str = "<!-- results:start -->", end: str = "<!-- results:end -->") -> str:
-    "`text` with the part between the `start` and `end` markers replaced by `block`."
-    a, b = text.find(start), text.find(end)
-    if a < 0 or b < a: raise GenreNBError(f"markers {start} ... {end} not found")
-    return text[: a + len(start)] + "\n" + block.strip("\n") + "\n" + text[b:]
-
-# %% ../nbs/08_cli.ipynb #623bc1cb
+# %% ../nbs/08_cli.ipynb #4ee69bd1
 def write_readme(root: Path | str | None = None,   # the project root (default: found from the cwd)
                  reports_dir: str = "reports",
                 ) -> bool:                          # whether README.md changed
-    "Rebuild README.md from nbs/index.ipynb and the latest reports/results.md (atomic)."
-    from genre_nb.core import project_root, write_text
+    "Rebuild README.md from nbs/index.ipynb, with the results table of the store in `reports_dir` (atomic writes)."
+    from genre_nb.core import _anchor, project_root, read_results, write_text
+    from genre_nb.report import readme_table, update_readme
     root = Path(root) if root else project_root()
     if root is None: raise GenreNBError("genre-nb readme runs in a clone of the genre_nb repository")
+    readme = root / "README.md"; before = readme.read_text() if readme.exists() else None
     text = render_index(root / "nbs" / "index.ipynb")
-    results = root / reports_dir / "results.md"
-    if results.exists():
-        body = "\n".join(l for l in results.read_text().splitlines() if not l.startswith("<!--"))
-        text = splice(text, body)
-    readme = root / "README.md"
-    if readme.exists() and readme.read_text() == text: return False
-    write_text(readme, text); return True
+    if text != before: write_text(readme, text)
+    if not read_results(_anchor(reports_dir) / "results.csv").empty: update_readme(readme, readme_table(reports_dir))
+    return readme.read_text() != before
 
 def _readme(args: argparse.Namespace) -> int:
     changed = write_readme(reports_dir=args.reports_dir)
@@ -332,8 +328,9 @@ def _readme(args: argparse.Namespace) -> int:
 
 def _add_readme(sub) -> None:
     p = sub.add_parser("readme", help="rebuild README.md from nbs/index.ipynb and the latest results table",
-                       description="Render nbs/index.ipynb to README.md and put reports/results.md between its results markers.")
-    p.add_argument("--reports-dir", default="reports", help="where results.md is (default: reports/)")
+                       description="Render nbs/index.ipynb to README.md and put the results table (full runs in "
+                                   "REPORTS_DIR/results.csv) between its results markers.")
+    p.add_argument("--reports-dir", default="reports", help="where the results store is (default: reports/)")
     p.set_defaults(func=_readme)
 
 # %% ../nbs/08_cli.ipynb #c42e1f39
