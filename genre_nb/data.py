@@ -343,7 +343,7 @@ def make_split(tracks: pd.DataFrame, split: str = "paper", seed: int = 42) -> pd
     check_choice("split", split, SPLITS)
     return paper_split(tracks, seed) if split == "paper" else filtered_split(tracks)
 
-# %% ../nbs/01_data_audit.ipynb #71c33afa
+# %% ../nbs/01_data_audit.ipynb #681fca30
 @dataclass
 class Dataset:
     "A source of tracks: its name (`synthetic` / `gtzan`), folder, fingerprint and tracks table."
@@ -353,9 +353,9 @@ class Dataset:
     tracks: pd.DataFrame
     def __repr__(self): return f"Dataset({self.name!r}, {len(self.tracks)} tracks, fp {self.fingerprint[:8]}, {self.root})"
 
-def fingerprint(tracks: pd.DataFrame) -> str:
-    "A short hash of the tracks (id, genre, file size): changes when the data does."
-    h = hashlib.sha1()
+def fingerprint(tracks: pd.DataFrame, salt: str = "") -> str:
+    "A short hash of the tracks (id, genre, file size; and `salt`, e.g. the synthetic set's version): changes when the data does."
+    h = hashlib.sha1(salt.encode())
     for t, g, p in zip(tracks.track_id, tracks.genre, tracks.path):
         h.update(f"{t}|{g}|{Path(p).stat().st_size if Path(p).exists() else -1}\n".encode())
     return h.hexdigest()[:12]
@@ -378,7 +378,7 @@ def open_dataset(data_dir: Path | str | None = None,  # a GTZAN folder; None: th
         tracks = find_tracks(root)
         artists = json.loads((root / "artists.json").read_text())
         tracks["artist"], tracks["title"] = tracks.track_id.map(artists), np.nan
-        return Dataset("synthetic", root, fingerprint(tracks), tracks)
+        return Dataset("synthetic", root, fingerprint(tracks, root.name), tracks)
     tracks = find_tracks(cfg.data_dir)
     return Dataset("gtzan", cfg.data_dir, fingerprint(tracks), tracks)
 
