@@ -62,6 +62,79 @@ def _add_audit(sub) -> None:
     p.add_argument("--duration", type=float, default=30.0, help="synthetic set only: seconds per track (default 30)")
     p.set_defaults(func=_audit)
 
+# %% ../nbs/08_cli.ipynb #af6669d5
+from contextlib import contextmanager
+
+@contextmanager
+def _backend(name: str, scheduler: str | None = None, jobs: int = 2):
+    "Run the enclosed joblib work on `name` ('loky' or 'dask'); for dask, connect to `scheduler` or start a local cluster."
+    import joblib
+    if name != "dask":
+        yield; return
+    try: from dask.distributed import Client, LocalCluster
+    except ImportError: raise GenreNBError("--backend dask needs dask.distributed: pip install 'dask[distributed]'") from None
+    cluster = None if scheduler else LocalCluster(n_workers=jobs, threads_per_worker=1, dashboard_address=None)
+    client = Client(scheduler or cluster)
+    try:
+        with joblib.parallel_config(backend="dask"): yield
+    finally:
+        client.close()
+        if cluster is not None: cluster.close()
+
+def _extract(args: argparse.Namespace) -> int:
+    "genre-nb extract: one CSV row per usable track with the requested features as columns."
+    from genre_nb.core import atomic_write, check_choice, check_int
+    from genre_nb.data import open_dataset, prepare
+    from genre_nb.features import check_features, feature_table
+    feats = check_features(args.features); jobs = check_int("--jobs", args.jobs, 1)
+    check_choice("--backend", args.backend, ("loky", "dask"))
+    ds = open_dataset(args.data_dir, args.cache_dir, tracks_per_genre=args.tracks_per_genre)
+    tracks = prepare(ds, split=None, cache_dir=args.cache_dir, jobs=jobs)
+    with _backend(args.backend, args.scheduler, jobs):
+        table = feature_table(tracks, feats, jobs=max(jobs, 2) if args.backend == "dask" else jobs, cache_dir=args.cache_dir)
+    with atomic_write(args.out) as f: table.to_csv(f, index=False)
+    skipped = len(tracks) - len(table)
+    print(f"wrote {args.out}: {len(table)} tracks x {table.shape[1] - 2} feature columns ({', '.join(feats)}; {ds.name} data)"
+          + (f"; {skipped} tracks left out (see the audit)" if skipped else ""))
+    return 0
+
+def _add_extract(sub) -> None:
+    p = sub.add_parser("extract", help="extract features of every track into one CSV (one row per track)",
+                       description="Extract features of every usable track of DATA_DIR (cached; parallel) and write one row "
+                                   "per track: track_id, genre, then the features by column name.")
+    p.add_argument("data_dir", nargs="?", default=None, help="a GTZAN-like folder (default: the synthetic GTZAN-like set)")
+    p.add_argument("--features", default="summary",
+                   help="comma-separated: summary (the Kaggle table's 57 columns), mel, mfcc, chroma, wavelet, musicnn, vggish "
+                        "(default: summary)")
+    p.add_argument("--out", default="features.csv", help="the CSV to write (default: features.csv)")
+    p.add_argument("--jobs", type=int, default=2, help="parallel workers (default 2)")
+    p.add_argument("--backend", default="loky", choices=("loky", "dask"),
+                   help="where the workers run: local processes (loky, default) or a Dask cluster (dask)")
+    p.add_argument("--scheduler", default=None, help="with --backend dask: a running scheduler's address (default: a local cluster)")
+    p.add_argument("--cache-dir", default=None, help="feature cache (default: $GENRE_NB_CACHE or ~/.cache/genre_nb)")
+    p.add_argument("--tracks-per-genre", type=int, default=30, help="synthetic set only: tracks per genre (default 30)")
+    p.set_defaults(func=_extract)
+
+def _bench(args: argparse.Namespace) -> int:
+    "genre-nb bench: per feature, median ms per 30 s track, shared STFT vs separate librosa calls."
+    from genre_nb.data import find_tracks
+    from genre_nb.features import bench
+    paths = list(find_tracks(args.data_dir).path) if args.data_dir else None
+    t = bench(paths, n_tracks=args.n_tracks, repeats=args.repeats)
+    print(f"median milliseconds per 30 s track, one core ({'files of ' + str(args.data_dir) if paths else 'synthetic 30 s signals'}, "
+          f"{args.n_tracks} tracks x {args.repeats} repeats)\n")
+    print(t.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    return 0
+
+def _add_bench(sub) -> None:
+    p = sub.add_parser("bench", help="time feature extraction: shared STFT vs separate librosa calls",
+                       description="Print, per feature, the median milliseconds per 30 s track and the speed-up of the "
+                                   "shared-STFT path over calling librosa once per feature, on the same tracks in the same run.")
+    p.add_argument("data_dir", nargs="?", default=None, help="a GTZAN-like folder to take tracks from (default: synthetic signals)")
+    p.add_argument("--n-tracks", type=int, default=10, help="tracks to time (default 10)")
+    p.add_argument("--repeats", type=int, default=3, help="timings per track (default 3)")
+    p.set_defaults(func=_bench)
+
 # %% ../nbs/08_cli.ipynb #79647257
 CHAPTERS = ("01_data_audit", "02_features", "02a_embeddings", "03_baselines", "04_cnn", "05_rnn", "06_hybrid", "07_discussion")
 
@@ -333,8 +406,8 @@ def _add_readme(sub) -> None:
     p.add_argument("--reports-dir", default="reports", help="where the results store is (default: reports/)")
     p.set_defaults(func=_readme)
 
-# %% ../nbs/08_cli.ipynb #c42e1f39
-_COMMANDS = [_add_audit, _add_reproduce, _add_predict, _add_readme]
+# %% ../nbs/08_cli.ipynb #a1c83805
+_COMMANDS = [_add_audit, _add_extract, _add_bench, _add_reproduce, _add_predict, _add_readme]
 
 def parser() -> argparse.ArgumentParser:
     "The `genre-nb` argument parser."

@@ -401,7 +401,7 @@ class FeatureStore:
                            "params": self.full_params(feature)}, f, indent=1, default=str)
         return p
 
-# %% ../nbs/02_features.ipynb #6b6fb282
+# %% ../nbs/02_features.ipynb #bd9bd41d
 def _load_audio(path: str, sr: int) -> np.ndarray:
     from genre_nb.data import load_audio
     return load_audio(path, sr)
@@ -463,7 +463,8 @@ def _extract(tracks, features, jobs, cache_dir, params, sr, force=False, progres
             from joblib import Parallel, delayed
             import genre_nb.features as lib   # workers run the installed module (notebook functions do not pickle)
             args = (str(Path(store.root).parent), store.sr, store.params)
-            it = Parallel(n_jobs=min(jobs, len(todo)), backend="loky", return_as="generator_unordered")(
+            # joblib's active backend: loky processes by default, a Dask cluster inside `joblib.parallel_config("dask")`
+            it = Parallel(n_jobs=min(jobs, len(todo)), return_as="generator_unordered")(
                 delayed(lib._extract_one)(r, features, args, force) for r in todo)
         for res in tqdm(it, total=len(todo), desc=f"features ({', '.join(features)})", unit="track",
                         disable=not progress, leave=False):
