@@ -66,3 +66,51 @@ def test_audit_of_the_real_excerpts(gtzan_dir, tmp_path):
     assert len(a) == 10 and set(a.status) == {"ok"} and set(a.sample_rate) == {22050}
     assert ((a.duration_s - 30.0).abs() < 0.2).all()          # GTZAN excerpts are 30.00-30.13 s
     assert sorted(a.genre) == sorted(set(a.genre))   # one per genre
+
+
+def test_extract_writes_one_row_per_usable_track(bad_folder, tmp_path):
+    out = tmp_path / "t.csv"
+    r = genre_nb("extract", bad_folder, "--features", "mfcc,summary", "--out", out, "--jobs", "2", "--cache-dir", tmp_path / "c")
+    assert r.returncode == 0, r.stderr
+    t = pd.read_csv(out)
+    assert sorted(t.track_id) == ["blues.00000", "rock.00004"]            # the bad files are left out, not fatal
+    assert list(t.columns[:3]) == ["track_id", "genre", "mfcc_0"] and "mfcc_39" in t and "tempo" in t and "mfcc20_var" in t
+    assert "2 tracks x" in r.stdout
+
+
+def test_extract_unknown_feature_is_one_line(bad_folder, tmp_path):
+    r = genre_nb("extract", bad_folder, "--features", "mel,colour", "--out", tmp_path / "x.csv")
+    assert r.returncode == 1 and "colour" in r.stderr and r.stderr.strip().count("\n") == 0
+    assert not (tmp_path / "x.csv").exists()
+
+
+def test_extract_on_a_local_dask_cluster_matches_local_workers(bad_folder, tmp_path):
+    pytest.importorskip("dask.distributed")
+    a, b = tmp_path / "a.csv", tmp_path / "b.csv"
+    assert genre_nb("extract", bad_folder, "--features", "mel,wavelet", "--out", a, "--cache-dir", tmp_path / "c1").returncode == 0
+    r = genre_nb("extract", bad_folder, "--features", "mel,wavelet", "--out", b, "--backend", "dask", "--cache-dir", tmp_path / "c2")
+    assert r.returncode == 0, r.stderr
+    pd.testing.assert_frame_equal(pd.read_csv(a), pd.read_csv(b))
+
+
+def test_extract_vggish_without_a_model_is_one_line(bad_folder, tmp_path, monkeypatch):
+    env = {**__import__("os").environ, "TFHUB_CACHE_DIR": str(tmp_path / "empty_hub")}
+    env.pop("GENRE_NB_VGGISH", None)
+    r = subprocess.run([GENRE_NB, "extract", str(bad_folder), "--features", "vggish", "--out", str(tmp_path / "v.csv")],
+                       capture_output=True, text=True, env=env, timeout=600)
+    assert r.returncode == 1 and "VGGish is not available offline" in r.stderr
+    assert "Traceback" not in r.stderr and not (tmp_path / "v.csv").exists()
+
+
+def test_extract_musicnn_on_the_real_excerpts(gtzan_dir, tmp_path):
+    pytest.importorskip("musicnn", reason="musicnn's weights: pip install --no-deps musicnn==0.1.0")
+    r = genre_nb("extract", gtzan_dir / "audio", "--features", "musicnn", "--out", tmp_path / "m.csv", "--jobs", "1")
+    assert r.returncode == 0, r.stderr
+    t = pd.read_csv(tmp_path / "m.csv")
+    assert t.shape == (10, 202) and list(t.columns[-2:]) == ["musicnn_198", "musicnn_199"]
+
+
+def test_bench_prints_the_speedup_table():
+    r = genre_nb("bench", "--n-tracks", "1", "--repeats", "1")
+    assert r.returncode == 0, r.stderr
+    assert "mel+mfcc+chroma+wavelet" in r.stdout and "speedup" in r.stdout
