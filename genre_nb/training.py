@@ -18,12 +18,13 @@ from .core import GENRES, ParameterError, atomic_write, check_float, check_int, 
 log = get_logger("genre_nb.training")
 
 # %% auto #0
-__all__ = ['log', 'HISTORY_COLUMNS', 'BUNDLE_FORMAT', 'SPLIT_PARTS', 'effective_warmup', 'lr_at', 'segment_frames',
-           'segment_starts', 'crop', 'pool', 'SegmentConfig', 'ClipSet', 'segment_arrays', 'train_arrays',
-           'eval_arrays', 'aggregate_segments', 'TrainConfig', 'TrainResult', 'predict_segments', 'predict_clips',
-           'clip_metrics', 'fit', 'plot_curves', 'models_dir', 'run_id', 'stack_inputs', 'save_bundle', 'Bundle',
-           'load_bundle', 'list_bundles', 'default_extractor', 'usable_tracks', 'embedding_fps', 'load_feature',
-           'ChapterData', 'load_inputs', 'evaluate_model', 'save_run_bundle', 'compare_with_baselines']
+__all__ = ['log', 'HISTORY_COLUMNS', 'BUNDLE_FORMAT', 'BUNDLE_README', 'SPLIT_PARTS', 'effective_warmup', 'lr_at',
+           'segment_frames', 'segment_starts', 'crop', 'pool', 'SegmentConfig', 'ClipSet', 'segment_arrays',
+           'train_arrays', 'eval_arrays', 'aggregate_segments', 'TrainConfig', 'TrainResult', 'predict_segments',
+           'predict_clips', 'clip_metrics', 'fit', 'plot_curves', 'models_dir', 'run_id', 'stack_inputs', 'save_bundle',
+           'Bundle', 'load_bundle', 'list_bundles', 'default_extractor', 'usable_tracks', 'embedding_fps',
+           'load_feature', 'ChapterData', 'load_inputs', 'evaluate_model', 'view_name', 'report_tag', 'save_run_bundle',
+           'compare_with_baselines']
 
 # %% ../nbs/04a_training.ipynb #7e7c63d0
 def effective_warmup(epochs: int,             # epochs of the whole run
@@ -345,7 +346,7 @@ def fit(build_model: Callable,           # () -> an uncompiled keras.Model whose
 
 HISTORY_COLUMNS = ["epoch", "lr", "loss", "accuracy", "val_loss", "val_accuracy", "seconds"]
 
-# %% ../nbs/04a_training.ipynb #dcee8ec5
+# %% ../nbs/04a_training.ipynb #bcc57459
 def plot_curves(history: pd.DataFrame,  # from `fit`
                 title: str = "",        # e.g. "CNN (mel + chroma)"
                ) -> "matplotlib.figure.Figure":
@@ -358,8 +359,9 @@ def plot_curves(history: pd.DataFrame,  # from `fit`
     a2.plot(ep, history.loss, label="train (segments)"); a2.plot(ep, history.val_loss, label="validation (clips)")
     a2.set(xlabel="epoch", ylabel="loss", title="Loss"); a2.legend(loc="upper right")
     a3 = a2.twinx(); a3.plot(ep, history.lr, color="0.6", lw=0.8, ls="--"); a3.set_ylabel("learning rate", color="0.5")
-    a3.tick_params(axis="y", colors="0.5", labelsize=7)
-    for a in (a1, a2): a.grid(alpha=0.3)
+    a3.tick_params(axis="y", colors="0.5", labelsize=7); a3.set_ylim(0, float(history.lr.max()) * 1.05 or 1)
+    from matplotlib.ticker import MaxNLocator
+    for a in (a1, a2): a.grid(alpha=0.3); a.xaxis.set_major_locator(MaxNLocator(integer=True))
     if title: fig.suptitle(title)
     fig.tight_layout()
     plt.close(fig)
@@ -391,10 +393,23 @@ def stack_inputs(features: dict,  # feature name -> one (n_features, n_frames) a
         out[name] = [one(list(t)) for t in zip(*vals)] if isinstance(vals[0], list) else one(vals)
     return out
 
-# %% ../nbs/04a_training.ipynb #2a96d3d8
+# %% ../nbs/04a_training.ipynb #1f2af02a
 def _scale_one(scaler, a: np.ndarray) -> np.ndarray:
     "Apply one fitted scaler (`genre_nb.features.FeatureScaler` or anything with `transform`) to one clip's array."
     return a if scaler is None else np.asarray(scaler.transform(a), dtype=np.float32)
+
+BUNDLE_README = """# genre_nb model bundle ({fmt})
+Load it with `genre_nb.training.load_bundle(path)`; classify audio with `bundle.predict_proba(y, sr)` or `genre-nb predict`.
+
+| file | what |
+|---|---|
+| model.keras | the Keras 3 model; inputs named like `inputs` in config.json |
+| scalers.joblib | {{feature name: scaler}} fitted on the training split only |
+| config.json | format, model, genres (class order), inputs, pooled inputs, segment configuration, feature parameters, embedding |
+| metrics.json | test/validation accuracy, epochs, timings and provenance (dataset, fingerprint, parameters, version, date) |
+| history.csv | per-epoch learning rate, loss and accuracy (training segments, validation clips) |
+| checkpoint/ | the last training checkpoint (for `resume=True`); not needed to predict |
+"""
 
 def save_bundle(path: Path | str,     # the bundle folder (created; replaced if it exists)
                 model,                # the trained keras.Model
@@ -402,6 +417,7 @@ def save_bundle(path: Path | str,     # the bundle folder (created; replaced if 
                 scalers: dict | None = None, # feature name -> fitted scaler
                 metrics: dict | None = None, # accuracies, timings, provenance
                 history: pd.DataFrame | None = None,
+                keep: Sequence[str] = ("checkpoint",), # subfolders of an existing bundle carried over
                ) -> Path:
     "Write a model bundle atomically (to a temporary folder beside `path`, then renamed)."
     import joblib
@@ -414,9 +430,13 @@ def save_bundle(path: Path | str,     # the bundle folder (created; replaced if 
         cfg = {"format": BUNDLE_FORMAT, "genres": list(GENRES), **config}
         write_text(tmp / "config.json", json.dumps(cfg, indent=2, default=core._json_default))
         write_text(tmp / "metrics.json", json.dumps(metrics or {}, indent=2, default=core._json_default))
+        write_text(tmp / "README.md", BUNDLE_README.format(fmt=BUNDLE_FORMAT))
         if history is not None: write_text(tmp / "history.csv", history.to_csv(index=False))
         old = path.parent / f".{path.name}.old"
-        if path.exists(): shutil.rmtree(old, ignore_errors=True); path.rename(old)
+        if path.exists():
+            for k in keep:
+                if (path / k).is_dir(): shutil.move(str(path / k), str(tmp / k))
+            shutil.rmtree(old, ignore_errors=True); path.rename(old)
         tmp.rename(path); shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True); raise
@@ -603,7 +623,7 @@ def load_inputs(tracks: pd.DataFrame,          # from genre_nb.data.prepare (spl
     n_features = {k: int(v[0].shape[0]) for k, v in stacked.items()}
     return ChapterData(sets["train"], sets["valid"], sets["test"], seg, inputs, scalers, n_features, t, embedding)
 
-# %% ../nbs/04a_training.ipynb #db39db45
+# %% ../nbs/04a_training.ipynb #29926bc9
 def evaluate_model(model_name: str,    # "cnn", "rnn" or "hybrid" (PAPER_RESULTS keys)
                    model,              # the trained keras.Model
                    data: ChapterData,
@@ -628,10 +648,16 @@ def evaluate_model(model_name: str,    # "cnn", "rnn" or "hybrid" (PAPER_RESULTS
                         epochs=int(len(history)) if history is not None else None,
                         train_seconds=float(history.seconds.sum()) if history is not None else None,
                         infer_seconds=infer, n_train=len(data.train), n_valid=len(data.valid),
-                        embedding=data.embedding, view=_view(data.seg), fit_on="train", quick=bool(quick))
+                        embedding=data.embedding, view=view_name(data.seg), fit_on="train", quick=bool(quick))
 
-def _view(seg: SegmentConfig) -> str:
+def view_name(seg: SegmentConfig) -> str:
+    "The results store's `view` of a deep model: `seg3s` (3 s segments) or `clip` (whole clips)."
     return "clip" if seg.seconds is None else f"seg{seg.seconds:g}s"
+
+def report_tag(model_name: str, prov: dict, seg: SegmentConfig) -> str:
+    "The file stem shared by a run's reports (curves, history, report, heatmap, predictions)."
+    from genre_nb.evaluate import run_tag
+    return run_tag(model_name, prov, view_name(seg))
 
 def save_run_bundle(path: Path | str,      # usually models_dir() / run_id(...)
                     model, data: ChapterData,
