@@ -15,9 +15,9 @@ import pandas as pd
 
 # %% auto #0
 __all__ = ['GENRES', 'get_logger', 'GenreNBError', 'ParameterError', 'DataError', 'check_choice', 'check_int', 'check_float',
-           'in_test', 'project_root', 'Config', 'seed_everything', 'atomic_write', 'write_text', 'package_version',
-           'provenance', 'provenance_line', 'save_report', 'read_report_csv', 'read_provenance', 'append_results',
-           'read_results']
+           'in_test', 'project_root', 'Config', 'seed_everything', 'librosa_ready', 'atomic_write', 'write_text',
+           'package_version', 'provenance', 'provenance_line', 'save_report', 'read_report_csv', 'read_provenance',
+           'append_results', 'read_results']
 
 # %% ../nbs/00_core.ipynb #02a9e0da
 GENRES: tuple[str, ...] = ("blues", "classical", "country", "disco", "hiphop",
@@ -144,6 +144,32 @@ def seed_everything(seed: int = 42,  # the seed
         try: tensorflow.config.experimental.enable_op_determinism()
         except Exception: pass
     return seed
+
+# %% ../nbs/00_core.ipynb #be39db73
+_LIBROSA_READY = False
+
+def librosa_ready():
+    "librosa, with its numba kernels compiled (or loaded from its cache) under a machine-wide lock; once per process."
+    global _LIBROSA_READY
+    import librosa
+    if _LIBROSA_READY: return librosa
+    import fcntl
+    with open(Path(tempfile.gettempdir()) / "genre_nb_numba.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            for dtype in (np.float32, np.float64):
+                y = (np.random.default_rng(0).standard_normal(22050 * 3) * 0.1).astype(dtype)
+                S = librosa.stft(y); mag = np.abs(S); P = mag ** 2
+                librosa.feature.mfcc(S=librosa.power_to_db(librosa.feature.melspectrogram(S=P, sr=22050)), n_mfcc=20)
+                librosa.feature.melspectrogram(y=y, sr=16000, n_fft=512, hop_length=256, n_mels=96)
+                librosa.feature.chroma_stft(S=P, sr=22050); librosa.decompose.hpss(S)
+                librosa.feature.spectral_centroid(S=mag); librosa.feature.spectral_bandwidth(S=mag)
+                librosa.feature.spectral_rolloff(S=mag); librosa.feature.zero_crossing_rate(y); librosa.feature.rms(y=y)
+                librosa.beat.beat_track(y=y, sr=22050); librosa.util.localmax(mag[:, :8])
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    _LIBROSA_READY = True
+    return librosa
 
 # %% ../nbs/00_core.ipynb #fd223dc4
 _UMASK = os.umask(0); os.umask(_UMASK)

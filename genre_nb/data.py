@@ -414,10 +414,11 @@ def audit_figure(aud: pd.DataFrame, title: str = "") -> "matplotlib.figure.Figur
     fig.suptitle(title); fig.tight_layout()
     return fig
 
-# %% ../nbs/01_data_audit.ipynb #af16ecc1
+# %% ../nbs/01_data_audit.ipynb #0a3c8718
 def simple_stats(y: np.ndarray, sr: int = 22050) -> np.ndarray:
     "Mean and std over time of 20 MFCCs and 12 chroma bins: 64 numbers (the calibration features)."
-    import librosa
+    from genre_nb.core import librosa_ready
+    librosa = librosa_ready()
     S = np.abs(librosa.stft(y)) ** 2
     m = librosa.feature.mfcc(S=librosa.power_to_db(librosa.feature.melspectrogram(S=S, sr=sr)), n_mfcc=20)
     c = librosa.feature.chroma_stft(S=S, sr=sr)

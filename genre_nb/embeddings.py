@@ -37,7 +37,8 @@ def to_16k(y: np.ndarray, # waveform: (n,) mono, or (channels, n)
            sr: int,       # its sample rate
           ) -> np.ndarray: # (m,) float32 mono at 16 kHz, peak <= 1
     "Mono float32 at 16 kHz in [-1, 1]: the input of VGGish and musicnn."
-    import librosa
+    from genre_nb.core import librosa_ready
+    librosa = librosa_ready()
     y = np.asarray(y, dtype=np.float32)
     if y.ndim == 2: y = librosa.to_mono(y)
     if y.ndim != 1 or y.size == 0: raise ValueError(f"expected a non-empty (n,) or (channels, n) waveform, got shape {y.shape}")
@@ -156,7 +157,8 @@ def musicnn_logmel(y: np.ndarray, # waveform, (n,) or (channels, n)
                    sr: int,       # its sample rate
                   ) -> np.ndarray: # (n_frames, 96) float32
     "musicnn's input: 96-band mel power spectrogram of the 16 kHz audio, `log10(10000 S + 1)`, in float32."
-    import librosa
+    from genre_nb.core import librosa_ready
+    librosa = librosa_ready()
     S = librosa.feature.melspectrogram(y=to_16k(y, sr), sr=EMBEDDING_SR, n_fft=512, hop_length=256, n_mels=MUSICNN_MELS)
     return np.log10(10000 * S.T.astype(np.float32) + 1)
 

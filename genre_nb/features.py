@@ -27,13 +27,13 @@ __all__ = ['N_FFT', 'HOP', 'WAVELET_LEVELS', 'SUMMARY_COLUMNS', 'KAGGLE_RTOL', '
            'feature_columns', 'feature_table', 'unified_length', 'unify', 'FeatureScaler', 'FeatureSet', 'feature_set',
            'standardized_summary', 'bench']
 
-# %% ../nbs/02_features.ipynb #24334982
+# %% ../nbs/02_features.ipynb #daf6fc11
 N_FFT, HOP = 2048, 512  # STFT frame and hop (librosa's defaults): one frame per 23 ms at 22050 Hz
 
 def _lr():
-    "librosa, imported on first use (it is slow to import and compiles with numba on first call)."
-    import librosa
-    return librosa
+    "librosa, imported on first use with its numba kernels ready (see `core.librosa_ready`)."
+    from genre_nb.core import librosa_ready
+    return librosa_ready()
 
 @lru_cache(maxsize=16)
 def _window(n_fft: int) -> np.ndarray:
