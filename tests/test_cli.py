@@ -114,3 +114,13 @@ def test_bench_prints_the_speedup_table():
     r = genre_nb("bench", "--n-tracks", "1", "--repeats", "1")
     assert r.returncode == 0, r.stderr
     assert "mel+mfcc+chroma+wavelet" in r.stdout and "speedup" in r.stdout
+
+
+def test_readme_is_rendered_from_the_index_notebook():
+    "README.md is nbs/index.ipynb rendered (`genre-nb readme`), the results table aside: the two never drift apart."
+    from genre_nb.cli import render_index
+    root = Path(__file__).resolve().parents[1]
+    def outside_results(text):
+        a, b = text.index("<!-- results:start -->"), text.index("<!-- results:end -->")
+        return text[:a] + text[b:]
+    assert outside_results((root / "README.md").read_text()) == outside_results(render_index(root / "nbs" / "index.ipynb"))
