@@ -145,15 +145,22 @@ def seed_everything(seed: int = 42,  # the seed
         except Exception: pass
     return seed
 
-# %% ../nbs/00_core.ipynb #be39db73
+# %% ../nbs/00_core.ipynb #8128b322
 _LIBROSA_READY = False
 
 def librosa_ready():
-    "librosa, with its numba kernels compiled (or loaded from its cache) under a machine-wide lock; once per process."
+    "librosa, with its numba kernels compiled into its cache under a machine-wide lock, once per installation."
     global _LIBROSA_READY
     import librosa
     if _LIBROSA_READY: return librosa
-    import fcntl
+    import fcntl, numba
+    # one warm-up per installation: the marker names this librosa/numba install (path, versions, install time)
+    init = Path(librosa.__file__)
+    key = hashlib.sha1(f"{init}|{init.stat().st_mtime_ns}|{librosa.__version__}|{numba.__version__}".encode()).hexdigest()[:16]
+    marker = Path(tempfile.gettempdir()) / f"genre_nb_numba_{key}.ok"
+    if marker.exists():
+        _LIBROSA_READY = True
+        return librosa
     with open(Path(tempfile.gettempdir()) / "genre_nb_numba.lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
@@ -166,6 +173,7 @@ def librosa_ready():
                 librosa.feature.spectral_centroid(S=mag); librosa.feature.spectral_bandwidth(S=mag)
                 librosa.feature.spectral_rolloff(S=mag); librosa.feature.zero_crossing_rate(y); librosa.feature.rms(y=y)
                 librosa.beat.beat_track(y=y, sr=22050); librosa.util.localmax(mag[:, :8])
+            marker.touch()
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
     _LIBROSA_READY = True

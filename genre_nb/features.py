@@ -262,8 +262,8 @@ def kaggle_agreement(root: Path | str,              # folder with features_30_se
     return pd.DataFrame({"max_rel_error": rel.max(), "median_rel_error": rel.median(), "max_abs_error": abs_err.max(),
                          "kaggle_mean": ref.mean(), "match": ok, "n_excerpts": len(files)}).rename_axis("column")
 
-# %% ../nbs/02_features.ipynb #31127db2
-FEATURE_VERSION = 1  # bump when a feature's numbers change: every cached entry of the old version is ignored
+# %% ../nbs/02_features.ipynb #498b7dd9
+FEATURE_VERSION = 2  # bump when a feature's numbers change: every cached entry of the old version is ignored
 SHARED_FEATURES = ("mel", "mfcc", "chroma")
 EMBEDDING_FEATURES = ("vggish", "musicnn")
 FEATURES: tuple[str, ...] = (*SHARED_FEATURES, "wavelet", "summary", *EMBEDDING_FEATURES)
