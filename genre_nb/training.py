@@ -20,11 +20,11 @@ log = get_logger("genre_nb.training")
 # %% auto #0
 __all__ = ['log', 'HISTORY_COLUMNS', 'BUNDLE_FORMAT', 'BUNDLE_README', 'SPLIT_PARTS', 'effective_warmup', 'lr_at',
            'segment_frames', 'segment_starts', 'crop', 'pool', 'SegmentConfig', 'ClipSet', 'segment_arrays',
-           'train_arrays', 'eval_arrays', 'aggregate_segments', 'TrainConfig', 'TrainResult', 'predict_segments',
-           'predict_clips', 'clip_metrics', 'fit', 'plot_curves', 'models_dir', 'run_id', 'stack_inputs', 'save_bundle',
-           'Bundle', 'load_bundle', 'list_bundles', 'default_extractor', 'usable_tracks', 'embedding_fps',
-           'load_feature', 'ChapterData', 'load_inputs', 'evaluate_model', 'view_name', 'report_tag', 'save_run_bundle',
-           'compare_with_baselines']
+           'train_arrays', 'eval_arrays', 'aggregate_segments', 'distribution_strategy', 'TrainConfig', 'TrainResult',
+           'predict_segments', 'predict_clips', 'clip_metrics', 'fit', 'plot_curves', 'models_dir', 'run_id',
+           'stack_inputs', 'save_bundle', 'Bundle', 'load_bundle', 'list_bundles', 'default_extractor', 'usable_tracks',
+           'embedding_fps', 'load_feature', 'ChapterData', 'load_inputs', 'evaluate_model', 'view_name', 'report_tag',
+           'save_run_bundle', 'compare_with_baselines']
 
 # %% ../nbs/04a_training.ipynb #7e7c63d0
 def effective_warmup(epochs: int,             # epochs of the whole run
@@ -166,6 +166,13 @@ def aggregate_segments(seg_probs: np.ndarray,  # (n_segments, n_classes)
     if (counts == 0).any(): raise ValueError("a clip has no segments")
     return (sums / counts).astype(np.float32)
 
+# %% ../nbs/04a_training.ipynb #d1789f7d
+def distribution_strategy(gpus: list | None = None): # the visible GPUs (default: `tf.config.list_physical_devices("GPU")`)
+    "`MirroredStrategy` over the GPUs when there are several, else TensorFlow's default strategy."
+    import tensorflow as tf
+    gpus = tf.config.list_physical_devices("GPU") if gpus is None else gpus
+    return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
+
 # %% ../nbs/04a_training.ipynb #14f9e833
 @dataclass
 class TrainConfig:
@@ -281,7 +288,7 @@ def _restore_best(ckdir: Path | None, model, best_vars: dict | None):
         {k[1:]: v for k, v in _load_npz(ckdir / "best.npz").items()}
     _assign(model.variables, arrays, "model")
 
-# %% ../nbs/04a_training.ipynb #df205834
+# %% ../nbs/04a_training.ipynb #8ac4c94f
 def fit(build_model: Callable,           # () -> an uncompiled keras.Model whose inputs are named like `train.inputs`
         train: ClipSet, valid: ClipSet,  # training and validation clips
         seg: SegmentConfig,              # how clips become examples
@@ -294,10 +301,11 @@ def fit(build_model: Callable,           # () -> an uncompiled keras.Model whose
     "Train with warm-up + cosine, clip-level validation, optional early stopping, per-epoch checkpoints and exact resume."
     import keras
     core.seed_everything(cfg.seed, tf=True)
-    model = build_model()
-    model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate), loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"])
-    model.optimizer.build(model.trainable_variables)
+    with distribution_strategy().scope():   # several GPUs: MirroredStrategy; otherwise the default strategy
+        model = build_model()
+        model.compile(optimizer=keras.optimizers.Adam(cfg.learning_rate), loss="sparse_categorical_crossentropy",
+                      metrics=["accuracy"])
+        model.optimizer.build(model.trainable_variables)
     fp = _fingerprint(model, cfg, seg, train, valid)
     ckdir = Path(checkpoint_dir) if checkpoint_dir is not None else None
     state = {"epoch": -1, "history": [], "best_val_loss": None, "best_epoch": -1, "wait": 0, "stopped": False,
