@@ -323,9 +323,17 @@ def predict(paths_or_arrays,          # audio file paths, waveforms (22050 Hz) o
     if "error" not in df: df["error"] = None
     return df
 
-# %% ../nbs/08_cli.ipynb #9fb49aa4
+# %% ../nbs/08_cli.ipynb #4141922b
 def _top(row: pd.Series, genres: list[str], k: int) -> list[tuple[str, float]]:
     return sorted(((g, float(row[g])) for g in genres), key=lambda t: -t[1])[:k]
+
+def _trained_on(b) -> str:
+    "What a bundle learned from, in words: a model trained on synthetic data must never pass for a GTZAN one."
+    m = b.metrics; ds = m.get("dataset") or m.get("provenance", {}).get("dataset", "unknown")
+    acc = f", validation accuracy {m['val_accuracy']:.3f}" if isinstance(m.get("val_accuracy"), (int, float)) else ""
+    return (f"{m.get('model', b.config.get('model', '?'))} trained on {ds} data"
+            + (" (synthetic: not GTZAN, its genres are not real music's)" if ds == "synthetic" else "")
+            + (f", {m['split']} split" if m.get("split") else "") + acc)
 
 def _predict(args: argparse.Namespace) -> int:
     "genre-nb predict: print the top-k genres of each file (or each segment); non-zero exit if any file failed."
@@ -346,8 +354,9 @@ def _predict(args: argparse.Namespace) -> int:
                                      "top": [{"genre": n, "probability": p} for n, p in _top(r, b.genres, k)]} for _, r in g.iterrows()]
             out.append(item)
         out += [{"file": r.file, "error": r.error} for r in bad.itertuples()]
-        print(json.dumps({"model": str(b.path), "results": out}))
+        print(json.dumps({"model": str(b.path), "trained_on": _trained_on(b), "results": out}))
     else:
+        print(f"# model {b.path.name}: {_trained_on(b)}")
         for _, r in good.iterrows():
             where = f"{r.file} [{r.start_s:6.1f}-{r.end_s:6.1f} s]" if args.segments else r.file
             print(f"{where}: " + ", ".join(f"{g} {p:.2f}" for g, p in _top(r, b.genres, k)))
