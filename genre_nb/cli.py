@@ -414,7 +414,7 @@ def _add_readme(sub) -> None:
     p.add_argument("--reports-dir", default="reports", help="where the results store is (default: reports/)")
     p.set_defaults(func=_readme)
 
-# %% ../nbs/08_cli.ipynb #36e25e93
+# %% ../nbs/08_cli.ipynb #cf7e10f8
 _COMMANDS = [_add_audit, _add_extract, _add_bench, _add_reproduce, _add_predict, _add_readme]
 
 def parser() -> argparse.ArgumentParser:
@@ -444,10 +444,8 @@ def _quiet_native_stderr():
         sys.stderr.flush(); sys.stderr.close(); sys.stderr = old
         os.dup2(saved, fd); os.close(saved)
 
-def main(argv: list[str] | None = None) -> int:
-    "Entry point of `genre-nb`: run a subcommand; input errors print one line on stderr and return non-zero."
-    p = parser(); args = p.parse_args(argv)
-    if not getattr(args, "func", None): p.print_help(); return 2
+def _run(args: argparse.Namespace) -> int:
+    "Run the parsed subcommand; input errors print one line on stderr and give a non-zero status."
     try:
         with _quiet_native_stderr(): return int(args.func(args) or 0)
     except (GenreNBError, FileNotFoundError, NotADirectoryError, PermissionError) as e:
@@ -456,3 +454,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"genre-nb {args.command}: interrupted", file=sys.stderr)
         return 130
+
+def main(argv: list[str] | None = None) -> int:
+    "Entry point of `genre-nb`: run a subcommand; input errors print one line on stderr and return non-zero."
+    p = parser(); args = p.parse_args(argv)
+    if not getattr(args, "func", None): p.print_help(); return 2
+    rc = _run(args)
+    if argv is None and "tensorflow" in sys.modules:  # the console script: skip TensorFlow's ~1 s interpreter teardown
+        sys.stdout.flush(); sys.stderr.flush(); os._exit(rc)
+    return rc
