@@ -16,8 +16,8 @@ import pandas as pd
 from .core import GenreNBError, get_logger
 
 # %% auto #0
-__all__ = ['CHAPTERS', 'ChapterFailed', 'run_chapter', 'reproduce', 'find_bundles', 'best_bundle', 'predict', 'render_index',
-           'write_readme', 'parser', 'main']
+__all__ = ['CHAPTERS', 'ChapterFailed', 'run_chapter', 'reproduce', 'best_bundle', 'predict', 'render_index', 'write_readme',
+           'parser', 'main']
 
 # %% ../nbs/08_cli.ipynb #2071e440
 def _audit(args: argparse.Namespace) -> int:
@@ -244,22 +244,11 @@ def _add_reproduce(sub) -> None:
     p.add_argument("--reports-dir", default="reports", help="where to write reports (default: reports/ of the project)")
     p.set_defaults(func=_reproduce)
 
-# %% ../nbs/08_cli.ipynb #eb10feea
-def find_bundles(models: Path | str = "models") -> pd.DataFrame:
-    "The model bundles under `models` with their metrics: path, model, dataset, split, val/test accuracy, quick, date."
-    from genre_nb.training import models_dir
-    rows = []
-    for cfg in sorted(models_dir(models).glob("*/config.json")):
-        try: m = json.loads((cfg.parent / "metrics.json").read_text())
-        except (OSError, ValueError): m = {}
-        rows.append({"path": str(cfg.parent), "model": m.get("model"), "dataset": m.get("dataset"), "split": m.get("split"),
-                     "val_accuracy": m.get("val_accuracy"), "test_accuracy": m.get("test_accuracy"),
-                     "quick": bool(m.get("quick", False)), "date": m.get("date")})
-    return pd.DataFrame(rows, columns=["path", "model", "dataset", "split", "val_accuracy", "test_accuracy", "quick", "date"])
-
+# %% ../nbs/08_cli.ipynb #b403fd73
 def best_bundle(models: Path | str = "models") -> Path:
     "The bundle with the best validation accuracy (full runs before quick ones); one-line error if there is none."
-    b = find_bundles(models)
+    from genre_nb.training import list_bundles
+    b = list_bundles(models)
     if b.empty:
         raise GenreNBError("no trained model in models/: train one with `genre-nb reproduce` "
                            "(or `papermill nbs/04_cnn.ipynb out.ipynb`), or pass --model DIR")

@@ -450,7 +450,7 @@ def save_bundle(path: Path | str,     # the bundle folder (created; replaced if 
         shutil.rmtree(tmp, ignore_errors=True); raise
     return path
 
-# %% ../nbs/04a_training.ipynb #0fdaae77
+# %% ../nbs/04a_training.ipynb #a6feae19
 @dataclass
 class Bundle:
     "A saved model with everything needed to classify a clip: `load_bundle(path)`."
@@ -523,7 +523,7 @@ def load_bundle(path: Path | str,  # a bundle folder written by `save_bundle`
     return Bundle(path, config, metrics, scalers, keras.saving.load_model(path / "model.keras", compile=False))
 
 def list_bundles(root: Path | str = "models") -> pd.DataFrame:
-    "The bundles under `root` (anchored like `models_dir`), newest first: path, model, features, dataset, test_accuracy, date."
+    "The bundles under `root` (anchored like `models_dir`), newest first: path, model, features, dataset, split, accuracies, date."
     rows = []
     for cfgp in sorted(models_dir(root).glob("*/config.json")):
         try:
@@ -532,10 +532,11 @@ def list_bundles(root: Path | str = "models") -> pd.DataFrame:
         except (OSError, ValueError): continue
         if c.get("format") != BUNDLE_FORMAT: continue
         rows.append({"path": cfgp.parent, "model": c.get("model"), "features": m.get("features"),
-                     "embedding": c.get("embedding"), "dataset": m.get("dataset"), "quick": m.get("quick"),
+                     "embedding": c.get("embedding"), "dataset": m.get("dataset"), "split": m.get("split"),
+                     "quick": bool(m.get("quick", False)), "val_accuracy": m.get("val_accuracy"),
                      "test_accuracy": m.get("test_accuracy"), "date": m.get("date") or "",
                      "mtime": cfgp.stat().st_mtime})
-    cols = ["path", "model", "features", "embedding", "dataset", "quick", "test_accuracy", "date"]
+    cols = ["path", "model", "features", "embedding", "dataset", "split", "quick", "val_accuracy", "test_accuracy", "date"]
     if not rows: return pd.DataFrame(columns=cols)
     return pd.DataFrame(rows).sort_values("mtime", ascending=False)[cols].reset_index(drop=True)
 
