@@ -41,18 +41,19 @@ def paper_results_df() -> pd.DataFrame:
     return pd.DataFrame([{"model": k, **v} for k, v in PAPER_RESULTS.items()])
 
 # %% ../nbs/03a_evaluate.ipynb #ec5fade7
-def as_labels(y,                       # class indices into GENRES (list, array, Series)
+def as_labels(y,                       # class indices into `labels` (list, array, Series)
               name: str = "y",         # its name, for the error message
+              labels: Sequence[str] = GENRES, # the class names (default: the ten GTZAN genres)
              ) -> np.ndarray:          # 1-D int64 array
-    "Validate `y` as class indices into `GENRES`."
+    "Validate `y` as class indices into `labels` (`GENRES` unless a model has its own taxonomy)."
     a = np.asarray(y)
     if a.ndim != 1: raise ParameterError(f"{name} must be 1-D class indices, got shape {a.shape}")
     if a.size and not np.issubdtype(a.dtype, np.integer):
         if a.dtype.kind == "f" and np.all(np.mod(a, 1) == 0): a = a.astype(np.int64)
-        else: raise ParameterError(f"{name} must hold class indices into GENRES (0..{len(GENRES)-1}), got dtype {a.dtype}")
+        else: raise ParameterError(f"{name} must hold class indices (0..{len(labels)-1}), got dtype {a.dtype}")
     a = a.astype(np.int64)
-    if a.size and (a.min() < 0 or a.max() >= len(GENRES)):
-        raise ParameterError(f"{name} holds class indices outside 0..{len(GENRES)-1}")
+    if a.size and (a.min() < 0 or a.max() >= len(labels)):
+        raise ParameterError(f"{name} holds class indices outside 0..{len(labels)-1}")
     return a
 
 def genre_index(genres: Sequence[str]) -> np.ndarray:
@@ -68,45 +69,48 @@ def accuracy(y_true, y_pred) -> float:
     if len(yt) != len(yp): raise ParameterError(f"y_true and y_pred differ in length: {len(yt)} vs {len(yp)}")
     return float(np.mean(yt == yp)) if len(yt) else float("nan")
 
-def classification_report_df(y_true,  # true class indices into GENRES
+def classification_report_df(y_true,  # true class indices into `labels`
                              y_pred,  # predicted class indices
+                             labels: Sequence[str] = GENRES, # the class names
                             ) -> pd.DataFrame: # columns genre, precision, recall, f1, support
     "The per-genre classification report with accuracy, macro and weighted averages, as a DataFrame."
     from sklearn.metrics import precision_recall_fscore_support
-    yt, yp = as_labels(y_true, "y_true"), as_labels(y_pred, "y_pred")
-    acc = accuracy(yt, yp)
-    labels = np.union1d(yt, yp)
-    p, r, f, s = precision_recall_fscore_support(yt, yp, labels=labels, zero_division=0)
-    rows = [{"genre": GENRES[l], "precision": p[i], "recall": r[i], "f1": f[i], "support": int(s[i])}
-            for i, l in enumerate(labels)]
+    yt, yp = as_labels(y_true, "y_true", labels), as_labels(y_pred, "y_pred", labels)
+    acc = float(np.mean(yt == yp)) if len(yt) else float("nan")
+    present = np.union1d(yt, yp)
+    p, r, f, s = precision_recall_fscore_support(yt, yp, labels=present, zero_division=0)
+    rows = [{"genre": labels[l], "precision": p[i], "recall": r[i], "f1": f[i], "support": int(s[i])}
+            for i, l in enumerate(present)]
     n = int(s.sum())
     rows.append({"genre": "accuracy", "precision": np.nan, "recall": np.nan, "f1": acc, "support": n})
     for avg in ("macro", "weighted"):
-        ap, ar, af, _ = precision_recall_fscore_support(yt, yp, labels=labels, average=avg, zero_division=0)
+        ap, ar, af, _ = precision_recall_fscore_support(yt, yp, labels=present, average=avg, zero_division=0)
         rows.append({"genre": f"{avg} avg", "precision": ap, "recall": ar, "f1": af, "support": n})
     return pd.DataFrame(rows, columns=["genre", "precision", "recall", "f1", "support"])
 
 # %% ../nbs/03a_evaluate.ipynb #55a62ce8
 def confusion_df(y_true, y_pred,
                  normalize: bool = False, # divide each row by its total (rows without clips stay 0)
-                ) -> pd.DataFrame:        # 10 x 10, index = true genre, columns = predicted genre
-    "The confusion matrix over all GENRES, counts or row-normalised."
-    yt, yp = as_labels(y_true, "y_true"), as_labels(y_pred, "y_pred")
+                 labels: Sequence[str] = GENRES, # the class names
+                ) -> pd.DataFrame:        # k x k, index = true label, columns = predicted label
+    "The confusion matrix over all `labels` (default: the ten genres), counts or row-normalised."
+    yt, yp = as_labels(y_true, "y_true", labels), as_labels(y_pred, "y_pred", labels)
     if len(yt) != len(yp): raise ParameterError(f"y_true and y_pred differ in length: {len(yt)} vs {len(yp)}")
-    k = len(GENRES)
+    k = len(labels)
     cm = np.bincount(yt * k + yp, minlength=k * k).reshape(k, k)
     if normalize:
         tot = cm.sum(1, keepdims=True)
         cm = np.divide(cm, tot, out=np.zeros(cm.shape, float), where=tot > 0)
-    df = pd.DataFrame(cm, index=pd.Index(GENRES, name="true"), columns=pd.Index(GENRES, name="predicted"))
+    df = pd.DataFrame(cm, index=pd.Index(list(labels), name="true"), columns=pd.Index(list(labels), name="predicted"))
     return df
 
 def confusion_heatmap(y_true, y_pred,
                       title: str | None = None, # e.g. "Random Forest, test accuracy 0.55"
+                      labels: Sequence[str] = GENRES, # the class names
                      ):                         # a matplotlib Figure (two panels: counts, row-normalised)
     "Seaborn heatmaps of the confusion matrix: counts and row-normalised, genres on both axes."
     import matplotlib.figure, seaborn as sns
-    counts, norm = confusion_df(y_true, y_pred), confusion_df(y_true, y_pred, normalize=True)
+    counts, norm = confusion_df(y_true, y_pred, labels=labels), confusion_df(y_true, y_pred, True, labels)
     fig = matplotlib.figure.Figure(figsize=(11.5, 5.2), layout="constrained")
     axes = fig.subplots(1, 2)
     sns.heatmap(counts, annot=True, fmt="d", cmap="Blues", cbar=False, square=True, ax=axes[0], annot_kws={"size": 8})
@@ -114,7 +118,8 @@ def confusion_heatmap(y_true, y_pred,
     for ax, t in zip(axes, ("counts", "row-normalised (recall on the diagonal)")):
         ax.set_title(t, fontsize=10); ax.set_xlabel("predicted genre"); ax.set_ylabel("true genre")
         ax.tick_params(axis="x", rotation=45); ax.tick_params(axis="y", rotation=0)
-    fig.suptitle(title or f"Confusion matrix, accuracy {accuracy(y_true, y_pred):.3f} (n={len(as_labels(y_true))})")
+    acc = float(np.mean(np.asarray(y_true) == np.asarray(y_pred))) if len(counts) else float("nan")
+    fig.suptitle(title or f"Confusion matrix, accuracy {acc:.3f} (n={int(counts.values.sum())})")
     return fig
 
 # %% ../nbs/03a_evaluate.ipynb #ff74062c

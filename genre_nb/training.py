@@ -18,13 +18,14 @@ from .core import GENRES, ParameterError, atomic_write, check_float, check_int, 
 log = get_logger("genre_nb.training")
 
 # %% auto #0
-__all__ = ['log', 'HISTORY_COLUMNS', 'BUNDLE_FORMAT', 'BUNDLE_README', 'SPLIT_PARTS', 'effective_warmup', 'lr_at',
-           'segment_frames', 'segment_starts', 'crop', 'pool', 'SegmentConfig', 'ClipSet', 'segment_arrays',
+__all__ = ['log', 'HISTORY_COLUMNS', 'BUNDLE_FORMAT', 'BUNDLE_README', 'PICKLE_SUFFIXES', 'SPLIT_PARTS', 'effective_warmup',
+           'lr_at', 'segment_frames', 'segment_starts', 'crop', 'pool', 'SegmentConfig', 'ClipSet', 'segment_arrays',
            'train_arrays', 'eval_arrays', 'aggregate_segments', 'distribution_strategy', 'TrainConfig', 'TrainResult',
            'predict_segments', 'predict_clips', 'clip_metrics', 'fit', 'plot_curves', 'models_dir', 'run_id',
-           'stack_inputs', 'save_bundle', 'Bundle', 'load_bundle', 'list_bundles', 'default_extractor', 'usable_tracks',
-           'embedding_fps', 'load_feature', 'ChapterData', 'load_inputs', 'evaluate_model', 'view_name', 'report_tag',
-           'save_run_bundle', 'compare_with_baselines']
+           'stack_inputs', 'scalers_to_arrays', 'save_bundle', 'BundleError', 'refuse_pickles', 'read_json',
+           'read_arrays', 'Bundle', 'load_bundle', 'list_bundles', 'default_extractor', 'convert_legacy_bundle',
+           'usable_tracks', 'embedding_fps', 'load_feature', 'ChapterData', 'load_inputs', 'evaluate_model',
+           'view_name', 'report_tag', 'save_run_bundle', 'compare_with_baselines']
 
 # %% ../nbs/04a_training.ipynb #7e7c63d0
 def effective_warmup(epochs: int,             # epochs of the whole run
@@ -376,7 +377,7 @@ def plot_curves(history: pd.DataFrame,  # from `fit`
     return fig
 
 # %% ../nbs/04a_training.ipynb #16956b75
-BUNDLE_FORMAT = "genre_nb.bundle/1"
+BUNDLE_FORMAT = "genre_nb.bundle/2"   # /1 kept its scalers in a pickle (scalers.joblib): refused
 
 def models_dir(path: Path | str = "models") -> Path:
     "Where bundles go: a relative `path` is anchored like `reports/` (the project root; a scratch folder under nbdev_test)."
@@ -412,12 +413,22 @@ Load it with `genre_nb.training.load_bundle(path)`; classify audio with `bundle.
 | file | what |
 |---|---|
 | model.keras | the Keras 3 model; inputs named like `inputs` in config.json |
-| scalers.joblib | {{feature name: scaler}} fitted on the training split only |
+| scalers.npz | per feature `<feature>.mean`, `<feature>.scale`: standardisation fitted on the training split only (plain arrays) |
 | config.json | format, model, genres (class order), inputs, pooled inputs, segment configuration, feature parameters, embedding |
 | metrics.json | test/validation accuracy, epochs, timings and provenance (dataset, fingerprint, parameters, version, date) |
 | history.csv | per-epoch learning rate, loss and accuracy (training segments, validation clips) |
 | checkpoint/ | the last training checkpoint (for `resume=True`); not needed to predict |
 """
+
+def scalers_to_arrays(scalers: dict,  # feature name -> fitted scaler with `mean_` and `scale_` (a FeatureScaler)
+                     ) -> dict:       # `<feature>.mean`, `<feature>.scale` -> float32 arrays
+    "Scalers as plain arrays, so that a bundle holds no pickle."
+    out = {}
+    for f, s in scalers.items():
+        if getattr(s, "mean_", None) is None or getattr(s, "scale_", None) is None:
+            raise ParameterError(f"the scaler of {f!r} has no mean_/scale_: a bundle stores fitted scalers as arrays")
+        out[f"{f}.mean"], out[f"{f}.scale"] = np.asarray(s.mean_, np.float32), np.asarray(s.scale_, np.float32)
+    return out
 
 def save_bundle(path: Path | str,     # the bundle folder (created; replaced if it exists)
                 model,                # the trained keras.Model
@@ -427,14 +438,13 @@ def save_bundle(path: Path | str,     # the bundle folder (created; replaced if 
                 history: pd.DataFrame | None = None,
                 keep: Sequence[str] = ("checkpoint",), # subfolders of an existing bundle carried over
                ) -> Path:
-    "Write a model bundle atomically (to a temporary folder beside `path`, then renamed)."
-    import joblib
+    "Write a model bundle atomically (to a temporary folder beside `path`, then renamed); scalers as plain arrays."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.tmp"
     shutil.rmtree(tmp, ignore_errors=True); tmp.mkdir()
     try:
         model.save(tmp / "model.keras")
-        joblib.dump(scalers or {}, tmp / "scalers.joblib")
+        _save_npz(tmp / "scalers.npz", scalers_to_arrays(scalers or {}))
         cfg = {"format": BUNDLE_FORMAT, "genres": list(GENRES), **config}
         write_text(tmp / "config.json", json.dumps(cfg, indent=2, default=core._json_default))
         write_text(tmp / "metrics.json", json.dumps(metrics or {}, indent=2, default=core._json_default))
@@ -449,6 +459,75 @@ def save_bundle(path: Path | str,     # the bundle folder (created; replaced if 
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True); raise
     return path
+
+# %% ../nbs/04a_training.ipynb #05fa483e
+class BundleError(core.GenreNBError):
+    "A model folder that cannot be used (missing or damaged file, foreign format, a pickle): the message names the first problem."
+
+PICKLE_SUFFIXES = (".joblib", ".pkl", ".pickle", ".dill")
+
+def refuse_pickles(path: Path | str):
+    "Raise `BundleError` if a model folder holds a pickle: unpickling can run any code, so genre_nb never does it silently."
+    found = sorted(p.name for p in Path(path).iterdir() if p.suffix.lower() in PICKLE_SUFFIXES)
+    if found:
+        raise BundleError(f"{path} holds {found[0]}, a pickle, which can run code when loaded: genre_nb does not load it. "
+                          f"If you trust where this model came from, convert it once: genre-nb convert-model {path} --trust")
+
+def read_json(path: Path | str) -> dict:
+    "The JSON object in `path`; `BundleError` naming the file if it is missing, not JSON, or not an object."
+    path = Path(path)
+    try: d = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError: raise BundleError(f"{path.parent}: {path.name} is missing") from None
+    except (ValueError, UnicodeDecodeError) as e:
+        raise BundleError(f"{path}: not valid JSON ({str(e).splitlines()[0][:80]})") from None
+    if not isinstance(d, dict): raise BundleError(f"{path}: expected a JSON object, found {type(d).__name__}")
+    return d
+
+def read_arrays(path: Path | str) -> dict:
+    "The arrays of an .npz, read without pickles; `BundleError` if the file is missing or damaged."
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as z: return {k: z[k] for k in z.files}
+    except FileNotFoundError: raise BundleError(f"{path.parent}: {path.name} is missing") from None
+    except Exception as e:
+        raise BundleError(f"{path}: damaged, or not an .npz of plain arrays ({type(e).__name__})") from None
+
+# %% ../nbs/04a_training.ipynb #5dd3af5d
+def _check_config(path: Path, config: dict):
+    "The fields `load_bundle` relies on, with their types."
+    g, inputs, seg = config.get("genres"), config.get("inputs"), config.get("segment")
+    if not (isinstance(g, list) and len(g) >= 2 and all(isinstance(x, str) and x for x in g) and len(set(g)) == len(g)):
+        raise BundleError(f"{path}/config.json: `genres` must list at least two distinct class names")
+    if not (isinstance(inputs, dict) and inputs and all(isinstance(v, list) and v and all(isinstance(f, str) for f in v)
+                                                        for v in inputs.values())):
+        raise BundleError(f"{path}/config.json: `inputs` must map each model input to a list of feature names")
+    if not isinstance(seg, dict): raise BundleError(f"{path}/config.json: `segment` is missing")
+
+def _check_scalers(path: Path, config: dict, arrays: dict) -> dict:
+    "FeatureScalers from `scalers.npz`: one per feature of the model, finite, sizes as the configuration says."
+    from genre_nb.features import FeatureScaler
+    scalers = {}
+    for name, feats in config["inputs"].items():
+        for f in feats:
+            m, s = arrays.get(f"{f}.mean"), arrays.get(f"{f}.scale")
+            if m is None or s is None: raise BundleError(f"{path}/scalers.npz has no scaler for feature {f!r}")
+            if m.ndim != 1 or m.shape != s.shape or not (np.isfinite(m).all() and np.isfinite(s).all() and (s > 0).all()):
+                raise BundleError(f"{path}/scalers.npz: the scaler of {f!r} is damaged (shapes or values)")
+            scalers[f] = FeatureScaler(); scalers[f].mean_, scalers[f].scale_ = m.astype(np.float32), s.astype(np.float32)
+        want = (config.get("n_features") or {}).get(name)
+        got = sum(len(scalers[f].mean_) for f in feats)
+        if want is not None and int(want) != got:
+            raise BundleError(f"{path}: input {name!r} has {want} feature rows in config.json but its scalers have {got}")
+    return scalers
+
+def _check_model(path: Path, config: dict, model):
+    "Model inputs named like the configuration's, one output per class."
+    names = sorted(i.name.split(":")[0] for i in model.inputs)
+    if names != sorted(config["inputs"]):
+        raise BundleError(f"{path}: model.keras has inputs {names}, config.json {sorted(config['inputs'])}")
+    n_out = int(model.outputs[0].shape[-1])
+    if n_out != len(config["genres"]):
+        raise BundleError(f"{path}: config.json lists {len(config['genres'])} genres, the model has {n_out} outputs")
 
 # %% ../nbs/04a_training.ipynb #a6feae19
 @dataclass
@@ -510,17 +589,24 @@ class Bundle:
 
 def load_bundle(path: Path | str,  # a bundle folder written by `save_bundle`
                ) -> Bundle:
-    "Load a model bundle (model, scalers, configuration, metrics)."
-    import joblib, keras
+    "Load a model bundle after checking it against its schema; never loads a pickle. `BundleError` names the first problem."
+    import keras
     path = Path(path)
-    if not (path / "config.json").is_file():
-        raise core.GenreNBError(f"not a genre_nb model bundle (no config.json): {path}")
-    config = json.loads((path / "config.json").read_text())
+    if not path.is_dir(): raise BundleError(f"model folder not found: {path}")
+    refuse_pickles(path)
+    if not (path / "config.json").is_file(): raise BundleError(f"not a genre_nb model bundle (no config.json): {path}")
+    config = read_json(path / "config.json")
     if config.get("format") != BUNDLE_FORMAT:
-        raise core.GenreNBError(f"unknown bundle format {config.get('format')!r} in {path} (expected {BUNDLE_FORMAT})")
-    metrics = json.loads((path / "metrics.json").read_text()) if (path / "metrics.json").exists() else {}
-    scalers = joblib.load(path / "scalers.joblib") if (path / "scalers.joblib").exists() else {}
-    return Bundle(path, config, metrics, scalers, keras.saving.load_model(path / "model.keras", compile=False))
+        raise BundleError(f"{path}: unknown bundle format {config.get('format')!r} (expected {BUNDLE_FORMAT})")
+    _check_config(path, config)
+    metrics = read_json(path / "metrics.json") if (path / "metrics.json").exists() else {}
+    scalers = _check_scalers(path, config, read_arrays(path / "scalers.npz"))
+    if not (path / "model.keras").is_file(): raise BundleError(f"{path}: model.keras is missing")
+    try: model = keras.saving.load_model(path / "model.keras", compile=False, safe_mode=True)
+    except Exception as e:
+        raise BundleError(f"{path}/model.keras cannot be loaded: damaged, or not a Keras 3 model ({type(e).__name__})") from None
+    _check_model(path, config, model)
+    return Bundle(path, config, metrics, scalers, model)
 
 def list_bundles(root: Path | str = "models") -> pd.DataFrame:
     "The bundles under `root` (anchored like `models_dir`), newest first: path, model, features, dataset, split, accuracies, date."
@@ -545,6 +631,24 @@ def default_extractor(config: dict) -> Callable:
     from genre_nb import features as F
     names = list(dict.fromkeys(f for fs in config["inputs"].values() for f in fs))
     return lambda y, sr: F.compute_features(y, sr, names, config.get("feature_overrides") or None)
+
+# %% ../nbs/04a_training.ipynb #e4a15d6f
+def convert_legacy_bundle(path: Path | str,  # a bundle of format genre_nb.bundle/1 (scalers in scalers.joblib)
+                          trust: bool = False, # you trust whoever made it: unpickling runs whatever code it holds
+                         ) -> Path:
+    "Rewrite a first-format bundle you trust into the current, pickle-free format (scalers.npz), in place."
+    import joblib
+    path = Path(path)
+    if not trust:
+        raise BundleError(f"converting {path} unpickles scalers.joblib, which can run any code it holds: "
+                          "only for a bundle you made or trust (pass trust=True, or --trust)")
+    if not (path / "scalers.joblib").is_file(): raise BundleError(f"{path}: no scalers.joblib to convert")
+    config = read_json(path / "config.json")
+    _save_npz(path / "scalers.npz", scalers_to_arrays(joblib.load(path / "scalers.joblib")))
+    write_text(path / "config.json", json.dumps({**config, "format": BUNDLE_FORMAT}, indent=2, default=core._json_default))
+    write_text(path / "README.md", BUNDLE_README.format(fmt=BUNDLE_FORMAT))
+    (path / "scalers.joblib").unlink()
+    return path
 
 # %% ../nbs/04a_training.ipynb #ed1b592e
 SPLIT_PARTS = ("train", "valid", "test")
