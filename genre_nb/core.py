@@ -15,9 +15,9 @@ import pandas as pd
 
 # %% auto #0
 __all__ = ['GENRES', 'get_logger', 'GenreNBError', 'ParameterError', 'DataError', 'check_choice', 'check_int', 'check_float',
-           'in_test', 'project_root', 'Config', 'seed_everything', 'librosa_ready', 'atomic_write', 'write_text',
-           'package_version', 'provenance', 'provenance_line', 'save_report', 'read_report_csv', 'read_provenance',
-           'append_results', 'read_results']
+           'in_test', 'project_root', 'Config', 'real_data', 'seed_everything', 'librosa_ready', 'atomic_write',
+           'write_text', 'display_path', 'package_version', 'provenance', 'provenance_line', 'save_report',
+           'read_report_csv', 'read_provenance', 'append_results', 'read_results']
 
 # %% ../nbs/00_core.ipynb #02a9e0da
 GENRES: tuple[str, ...] = ("blues", "classical", "country", "disco", "hiphop",
@@ -129,6 +129,24 @@ class Config:
         "`'synthetic'` or `'gtzan'`: the label every report carries."
         return "synthetic" if self.data_dir is None else "gtzan"
 
+# %% ../nbs/00_core.ipynb #4fba2116
+def _project_dir() -> Path | None:
+    "The project root from the cwd, else from the installed package (an editable install of a checkout)."
+    import genre_nb
+    return project_root() or project_root(Path(genre_nb.__file__).parent)
+
+def real_data(*parts: str,  # a path inside the folder, e.g. "gtzan", "features_30_sec.csv"
+             ) -> Path | None:  # that file or folder, if it exists; else None
+    "The optional real material: `$GENRE_NB_TEST_DATA`, else `../shared/data` beside the project; None if absent."
+    env = os.environ.get("GENRE_NB_TEST_DATA")
+    root = _project_dir()
+    if env is None: base = root.parent / "shared" / "data" if root else None
+    elif not env.strip(): base = None
+    else: base = Path(env).expanduser() if Path(env).expanduser().is_absolute() or not root else root / env
+    if base is None or not base.is_dir(): return None
+    p = base.joinpath(*parts)
+    return p.resolve() if p.exists() else None
+
 # %% ../nbs/00_core.ipynb #72558634
 def seed_everything(seed: int = 42,  # the seed
                     tf: bool | None = None, # also seed TensorFlow; None: only if it is already imported
@@ -205,6 +223,21 @@ def write_text(path: Path | str, text: str) -> Path:
     with atomic_write(path) as f: f.write(text)
     return Path(path)
 
+# %% ../nbs/00_core.ipynb #08a815c4
+def display_path(p: Path | str,  # a file or folder (it need not exist: templates such as `<genre>/x.wav` are fine)
+                ) -> str:        # relative to the project, else to the real material's folder, else `parent/name`
+    "How reports name a path: never an absolute path of the machine that wrote them."
+    p = Path(p).expanduser()
+    if not p.is_absolute(): return p.as_posix()
+    p = p.resolve()
+    for base in (_project_dir(), real_data()):
+        if base is not None and p.is_relative_to(base): return p.relative_to(base).as_posix()
+    return "/".join([q for q in p.parts if q != p.anchor][-2:])
+
+def _display(v):
+    "A provenance value, with an absolute path replaced by its `display_path`."
+    return display_path(v) if isinstance(v, Path) or (isinstance(v, str) and os.path.isabs(v)) else v
+
 # %% ../nbs/00_core.ipynb #38668149
 def package_version() -> str:
     "genre_nb's version."
@@ -215,14 +248,14 @@ def provenance(dataset: str,                 # "synthetic" or "gtzan" (or "kaggl
                fingerprint: str = "",        # the dataset's fingerprint (see `genre_nb.data`)
                **params,                     # the run's parameters: split, seed, epochs, ...
               ) -> dict:
-    "The stamp every report carries: dataset, fingerprint, parameters, package version, date."
-    clean = {k: (str(v) if isinstance(v, Path) else v) for k, v in params.items()}
+    "The stamp every report carries: dataset, fingerprint, parameters (paths via `display_path`), package version, date."
+    clean = {k: _display(v) for k, v in params.items()}   # paths relative: nothing names this machine
     return {"dataset": dataset, "fingerprint": fingerprint, "params": clean,
             "genre_nb": package_version(), "date": datetime.datetime.now().isoformat(timespec="seconds")}
 
 def provenance_line(prov: dict) -> str:
     "One human line: `data: synthetic (fp 1a2b3c) | split=paper seed=42 | genre_nb 0.1.0 | 2026-11-25`."
-    ps = " ".join(f"{k}={v}" for k, v in prov.get("params", {}).items() if k in
+    ps = " ".join(f"{k}={_display(v)}" for k, v in prov.get("params", {}).items() if k in
                   ("split", "seed", "seeds", "epochs", "view", "embedding", "features", "source", "quick"))
     fp = f" (fp {prov['fingerprint'][:8]})" if prov.get("fingerprint") else ""
     return f"data: {prov['dataset']}{fp} | {ps} | genre_nb {prov['genre_nb']} | {prov['date'][:10]}"
