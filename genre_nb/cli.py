@@ -13,11 +13,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")   # quiet TensorFlow's start-
 import numpy as np
 import pandas as pd
 
-from .core import GenreNBError, get_logger
+from . import inference as I
+from .core import GenreNBError, ParameterError, atomic_write, check_float, check_int, get_logger
+from .training import convert_legacy_bundle
 
 # %% auto #0
-__all__ = ['CHAPTERS', 'ChapterFailed', 'run_chapter', 'reproduce', 'best_bundle', 'predict', 'render_index', 'write_readme',
-           'parser', 'main']
+__all__ = ['CHAPTERS', 'ChapterFailed', 'run_chapter', 'reproduce', 'render_index', 'write_readme', 'parser', 'main']
 
 # %% ../nbs/08_cli.ipynb #2071e440
 def _audit(args: argparse.Namespace) -> int:
@@ -244,123 +245,111 @@ def _add_reproduce(sub) -> None:
     p.add_argument("--reports-dir", default="reports", help="where to write reports (default: reports/ of the project)")
     p.set_defaults(func=_reproduce)
 
-# %% ../nbs/08_cli.ipynb #b403fd73
-def best_bundle(models: Path | str = "models") -> Path:
-    "The bundle with the best validation accuracy (full runs before quick ones); one-line error if there is none."
-    from genre_nb.training import list_bundles
-    b = list_bundles(models)
-    if b.empty:
-        raise GenreNBError("no trained model in models/: train one with `genre-nb reproduce` "
-                           "(or `papermill nbs/04_cnn.ipynb out.ipynb`), or pass --model DIR")
-    b = b.assign(_full=~b.quick, _val=b.val_accuracy.astype(float).fillna(-1))
-    return Path(b.sort_values(["_full", "_val", "date"], ascending=False).path.iloc[0])
+# %% ../nbs/08_cli.ipynb #4141922b
+def _top(row: pd.Series, labels: list[str], k: int) -> list[tuple[str, float]]:
+    return sorted(((g, float(row[g])) for g in labels), key=lambda t: -t[1])[:k]
+
+def _model_info(model, path: Path, why: str) -> dict:
+    "Which model answered, what it learned from, how accurate it is estimated to be (text and JSON)."
+    return {"path": str(path), "name": path.name, "chosen": why, "trained_on": I.trained_on(model),
+            "estimated_accuracy": I.accuracy_text(model), "labels": I.model_labels(model)}
 
 # %% ../nbs/08_cli.ipynb #f974af9e
-_BUNDLES: dict = {}
-
-def _bundle(model) -> "genre_nb.training.Bundle":
-    "A loaded bundle: `model` may be a Bundle, a bundle folder or None (the best in models/); loaded once per process."
-    from genre_nb.training import Bundle, load_bundle
-    if isinstance(model, Bundle): return model
-    path = Path(model).expanduser().resolve() if model is not None else best_bundle()
-    if not path.is_dir(): raise GenreNBError(f"model bundle not found: {path}")
-    if path not in _BUNDLES: _BUNDLES[path] = load_bundle(path)
-    return _BUNDLES[path]
-
-def _items(paths_or_arrays) -> list[tuple[str, object]]:
-    "(name, path-or-(y, sr)) for each input: a path, a waveform at 22050 Hz, or a (waveform, sr) pair."
-    if isinstance(paths_or_arrays, (str, Path)) or (isinstance(paths_or_arrays, tuple) and len(paths_or_arrays) == 2
-                                                    and not isinstance(paths_or_arrays[0], (str, Path))):
-        paths_or_arrays = [paths_or_arrays]
-    if hasattr(paths_or_arrays, "ndim") and paths_or_arrays.ndim == 1: paths_or_arrays = [paths_or_arrays]
-    out = []
-    for i, x in enumerate(paths_or_arrays):
-        if isinstance(x, (str, Path)): out.append((str(x), Path(x)))
-        elif isinstance(x, tuple): out.append((f"array{i}", (np.asarray(x[0], np.float32), int(x[1]))))
-        else: out.append((f"array{i}", (np.asarray(x, np.float32), 22050)))
-    return out
-
-def predict(paths_or_arrays,          # audio file paths, waveforms (22050 Hz) or (waveform, sr) pairs
-            model=None,               # a bundle folder, a loaded Bundle, or None for the best bundle in models/
-            segments: bool = False,   # one row per segment instead of one per file
-           ) -> pd.DataFrame:         # file, [segment, start_s, end_s,] genre, probability, one column per genre, error
-    "Classify audio with a trained model bundle: one row per file (or per segment); unusable inputs get an `error`."
-    from genre_nb.data import AudioError, load_audio
-    b = _bundle(model); sr = int(b.config.get("sample_rate", 22050)); seg_s = b.segment.seconds
-    rows = []
-    for name, src in _items(paths_or_arrays):
-        try:
-            if isinstance(src, Path): y = load_audio(src, sr)
-            else:
-                y, r = src
-                if y.ndim == 2: y = y.mean(axis=0 if y.shape[0] <= 2 else 1)
-                if r != sr:
-                    import soxr; y = soxr.resample(y, r, sr).astype(np.float32)
-            if seg_s and len(y) < seg_s * sr:
-                raise AudioError(f"too short: {len(y) / sr:.2f} s, the model needs at least one {seg_s:g} s segment")
-            if not np.isfinite(y).all() or not np.abs(y).max() > 0: raise AudioError("silent or invalid audio")
-            clip, per_seg = b.predict_proba(y, sr, segments=True)
-        except (GenreNBError, ValueError, RuntimeError) as e:
-            rows.append({"file": name, "error": str(e).splitlines()[0] if str(e) else type(e).__name__}); continue
-        probs = per_seg if segments else clip[None]
-        for k, p in enumerate(probs):
-            row = {"file": name}
-            if segments: row.update(segment=k, start_s=k * (seg_s or len(y) / sr), end_s=(k + 1) * (seg_s or len(y) / sr))
-            row.update(genre=b.genres[int(np.argmax(p))], probability=float(np.max(p)), **dict(zip(b.genres, map(float, p))))
-            rows.append(row)
-    df = pd.DataFrame(rows)
-    if "error" not in df: df["error"] = None
-    return df
-
-# %% ../nbs/08_cli.ipynb #4141922b
-def _top(row: pd.Series, genres: list[str], k: int) -> list[tuple[str, float]]:
-    return sorted(((g, float(row[g])) for g in genres), key=lambda t: -t[1])[:k]
-
-def _trained_on(b) -> str:
-    "What a bundle learned from, in words: a model trained on synthetic data must never pass for a GTZAN one."
-    m = b.metrics; ds = m.get("dataset") or m.get("provenance", {}).get("dataset", "unknown")
-    acc = f", validation accuracy {m['val_accuracy']:.3f}" if isinstance(m.get("val_accuracy"), (int, float)) else ""
-    return (f"{m.get('model', b.config.get('model', '?'))} trained on {ds} data"
-            + (" (synthetic: not GTZAN, its genres are not real music's)" if ds == "synthetic" else "")
-            + (f", {m['split']} split" if m.get("split") else "") + acc)
-
 def _predict(args: argparse.Namespace) -> int:
-    "genre-nb predict: print the top-k genres of each file (or each segment); non-zero exit if any file failed."
-    from genre_nb.core import check_int
+    "genre-nb predict: the top-k labels of each file (or each window); non-zero exit if any file failed."
     k = check_int("--top-k", args.top_k, 1)
-    b = _bundle(args.model)
-    df = predict(args.files, b, segments=args.segments)
-    bad = df[df.error.notna()]
+    if args.window is not None: check_float("--window", args.window, I.MIN_SECONDS)
+    if args.out and Path(args.out).suffix.lower() not in (".csv", ".json"): raise ParameterError("--out must end in .csv or .json")
+    path, why = (Path(args.model).expanduser(), "named with --model") if args.model else I.default_model_path()
+    model = I.load_model(path)
+    labels, info = I.model_labels(model), _model_info(model, path, why)
+    df = I.predict(args.files, model, segments=args.segments, window_s=args.window, progress=not args.json)
+    bad, good = df[df.error.notna()], df[df.error.isna()]
     for r in bad.itertuples(): print(f"genre-nb predict: {r.file}: {r.error}", file=sys.stderr)
-    good = df[df.error.isna()]
+    if args.out:
+        out = Path(args.out)
+        with atomic_write(out) as f:
+            if out.suffix.lower() == ".csv": df.to_csv(f, index=False)
+            else: json.dump({"model": info, "rows": json.loads(df.to_json(orient="records"))}, f, indent=1)
     if args.json:
-        out = []
+        res = []
         for f, g in good.groupby("file", sort=False):
-            item = {"file": f, "top": [{"genre": n, "probability": p} for n, p in _top(g.iloc[0] if not args.segments else
-                     g[b.genres].mean(), b.genres, k)]} if not args.segments else {"file": f}
+            top = lambda r: [{"genre": n, "probability": p} for n, p in _top(r, labels, k)]
+            item = {"file": f, "top": top(g[labels].mul(g.end_s - g.start_s, axis=0).sum() / (g.end_s - g.start_s).sum())
+                    if args.segments else top(g.iloc[0])}
             if args.segments:
-                item["segments"] = [{"segment": int(r.segment), "start_s": float(r.start_s), "end_s": float(r.end_s),
-                                     "top": [{"genre": n, "probability": p} for n, p in _top(r, b.genres, k)]} for _, r in g.iterrows()]
-            out.append(item)
-        out += [{"file": r.file, "error": r.error} for r in bad.itertuples()]
-        print(json.dumps({"model": str(b.path), "trained_on": _trained_on(b), "results": out}))
+                item["segments"] = [{"segment": int(r.segment), "start_s": float(r.start_s), "end_s": float(r.end_s), "top": top(r)}
+                                    for _, r in g.iterrows()]
+            res.append(item)
+        print(json.dumps({"model": info, "results": res + [{"file": r.file, "error": r.error} for r in bad.itertuples()]}))
     else:
-        print(f"# model {b.path.name}: {_trained_on(b)}")
+        print(f"# model {info['name']} ({why}): trained on {info['trained_on']}; estimated accuracy {info['estimated_accuracy']}")
         for _, r in good.iterrows():
-            where = f"{r.file} [{r.start_s:6.1f}-{r.end_s:6.1f} s]" if args.segments else r.file
-            print(f"{where}: " + ", ".join(f"{g} {p:.2f}" for g, p in _top(r, b.genres, k)))
+            where = f"{r.file} [{r.start_s:7.2f}-{r.end_s:7.2f} s]" if args.segments else r.file
+            print(f"{where}: " + ", ".join(f"{g} {p:.2f}" for g, p in _top(r, labels, k)))
+        if args.out: print(f"wrote {args.out}")
     return 1 if len(bad) else 0
 
+# %% ../nbs/08_cli.ipynb #b403fd73
 def _add_predict(sub) -> None:
-    p = sub.add_parser("predict", help="classify your own audio files with a trained model",
-                       description="Print the most probable genres of each FILE (any format soundfile reads: wav, flac, ogg, "
-                                   "mp3, au; any sample rate; mono or stereo; at least one segment long).")
-    p.add_argument("files", nargs="+", metavar="FILE", help="audio files to classify")
-    p.add_argument("--model", default=None, help="a model bundle folder (default: the best by validation accuracy in models/)")
+    p = sub.add_parser("predict", help="classify your own audio files (default: the real-data model shipped with genre_nb)",
+                       description="Print the most probable genres of each FILE (wav, flac, ogg, mp3, au; any sample rate; mono "
+                                   "or stereo; any length of at least 3 s, read window by window). A folder stands for the "
+                                   "audio files under it.")
+    p.add_argument("files", nargs="+", metavar="FILE", help="audio files or folders to classify")
+    p.add_argument("--model", default=None, help="a model folder: from `genre-nb train`, or a deep chapter's bundle "
+                   "(default: $GENRE_NB_MODEL, your default from `train --set-default`, else the shipped GTZAN-mini model)")
     p.add_argument("--top-k", type=int, default=3, help="how many genres to print per file (default 3)")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
-    p.add_argument("--segments", action="store_true", help="one row per segment (3 s by default) instead of one per file")
+    p.add_argument("--segments", action="store_true", help="one row per window (a timeline) instead of one per file")
+    p.add_argument("--window", type=float, default=None, help="window length in seconds (default: the model's, about 30)")
+    p.add_argument("--out", default=None, help="also write every row to this .csv or .json file")
     p.set_defaults(func=_predict)
+
+# %% ../nbs/08_cli.ipynb #6c0f2a82
+def _train(args: argparse.Namespace) -> int:
+    "genre-nb train: fit the transfer model on a labelled folder, print its cross-validated accuracy, write the model."
+    folds, repeats = check_int("--folds", args.folds, 2), check_int("--repeats", args.repeats, 1)
+    seed, jobs = check_int("--seed", args.seed, 0), check_int("--jobs", args.jobs, 1)
+    out = Path(args.out)
+    if out.exists() and not (out.is_dir() and ((out / "model.json").exists() or not any(out.iterdir()))):
+        raise ParameterError(f"--out {out} exists and is not a model folder: choose a new folder")
+    tracks = I.labelled_tracks(args.data_dir)
+    print(f"{len(tracks)} files, {tracks.label.nunique()} labels: " + ", ".join(f"{l} {n}" for l, n in tracks.label.value_counts().sort_index().items()))
+    rep = I.train(tracks, args.embedding, folds, repeats, seed, args.name, cache_dir=args.cache_dir, jobs=jobs)
+    I.save_training(rep, out)
+    print(rep.report.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    print(f"cross-validated accuracy: {I.accuracy_text(rep.model)}\nwrote {out} (use it: genre-nb predict --model {out} FILE)")
+    if args.set_default: print(f"default model is now {I.set_default_model(out)}")
+    return 0
+
+def _add_train(sub) -> None:
+    p = sub.add_parser("train", help="train the transfer model (musicnn + logistic regression) on your own labelled folder",
+                       description="Train on DATA_DIR/<label>/<audio files>: labels are the folder names. Reports the "
+                                   "nested, artist-grouped cross-validated accuracy and writes a model folder (plain data).")
+    p.add_argument("data_dir", help="a folder with one subfolder per label (GTZAN's genres_original/ or genres/ work too)")
+    p.add_argument("--out", default="my_model", help="the model folder to write (default: my_model)")
+    p.add_argument("--embedding", default="musicnn", choices=("musicnn", "vggish"), help="pretrained clip embedding (default musicnn)")
+    p.add_argument("--folds", type=int, default=5, help="cross-validation folds (default 5)")
+    p.add_argument("--repeats", type=int, default=2, help="repetitions with reshuffled folds (default 2)")
+    p.add_argument("--seed", type=int, default=42, help="seed of the folds (default 42)")
+    p.add_argument("--name", default=None, help="how the model names its training data (default: the folder's name)")
+    p.add_argument("--jobs", type=int, default=1, help="parallel workers for the embeddings (default 1)")
+    p.add_argument("--cache-dir", default=None, help="feature cache (default: $GENRE_NB_CACHE or ~/.cache/genre_nb)")
+    p.add_argument("--set-default", action="store_true", help="make this model the one `genre-nb predict` uses by default")
+    p.set_defaults(func=_train)
+
+def _convert(args: argparse.Namespace) -> int:
+    "genre-nb convert-model: rewrite a first-format bundle you trust without its pickle."
+    print(f"converted {convert_legacy_bundle(args.model_dir, trust=args.trust)}")
+    return 0
+
+def _add_convert(sub) -> None:
+    p = sub.add_parser("convert-model", help="convert a first-format model bundle you trust (scalers.joblib) to plain arrays",
+                       description="Unpickle MODEL_DIR/scalers.joblib (this runs whatever code it holds: only for bundles "
+                                   "you made or trust) and rewrite it as scalers.npz, in place.")
+    p.add_argument("model_dir"); p.add_argument("--trust", action="store_true", help="you trust where this bundle came from")
+    p.set_defaults(func=_convert)
 
 # %% ../nbs/08_cli.ipynb #5991a7e3
 def render_index(nb_path: Path | str) -> str:
@@ -404,7 +393,7 @@ def _add_readme(sub) -> None:
     p.set_defaults(func=_readme)
 
 # %% ../nbs/08_cli.ipynb #cf7e10f8
-_COMMANDS = [_add_audit, _add_extract, _add_bench, _add_reproduce, _add_predict, _add_readme]
+_COMMANDS = [_add_audit, _add_extract, _add_bench, _add_reproduce, _add_train, _add_predict, _add_convert, _add_readme]
 
 def parser() -> argparse.ArgumentParser:
     "The `genre-nb` argument parser."
