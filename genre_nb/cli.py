@@ -263,7 +263,7 @@ def _predict(args: argparse.Namespace) -> int:
     path, why = (Path(args.model).expanduser(), "named with --model") if args.model else I.default_model_path()
     model = I.load_model(path)
     labels, info = I.model_labels(model), _model_info(model, path, why)
-    df = I.predict(args.files, model, segments=args.segments, window_s=args.window, progress=not args.json)
+    df = I.predict(args.files, model, segments=args.segments, window_s=args.window, progress=sys.stderr.isatty() and not args.json)
     bad, good = df[df.error.notna()], df[df.error.isna()]
     for r in bad.itertuples(): print(f"genre-nb predict: {r.file}: {r.error}", file=sys.stderr)
     if args.out:

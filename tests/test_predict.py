@@ -1,15 +1,18 @@
-"""`genre-nb predict` and `genre_nb.predict` end to end: a tiny CNN trained on the synthetic set, real files on disk."""
+"""`genre-nb predict`, `genre-nb train` and `genre_nb.predict` end to end: the shipped real-data model, a deep bundle,
+a user's own labels, hostile model folders and files on disk."""
 import json
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 import soundfile as sf
 
 GENRE_NB = str(Path(sys.executable).parent / "genre-nb")
+GENRES = ["blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae", "rock"]
 
 
 @pytest.fixture(scope="session")
@@ -26,82 +29,159 @@ def bundle(tmp_path_factory) -> Path:
     return training.save_run_bundle(path, res.model, cd, "cnn", None, res.history, {"dataset": "synthetic"}, cfg)
 
 
+def _tone(f0: float, seconds: float, sr: int, seed: int = 0) -> np.ndarray:
+    t = np.arange(int(sr * seconds)) / sr
+    rng = np.random.default_rng(seed)
+    return (0.3 * np.sin(2 * np.pi * f0 * t) * (1 + np.sin(2 * np.pi * 2 * t)) / 2 + 0.01 * rng.standard_normal(len(t))).astype(np.float32)
+
+
 @pytest.fixture(scope="session")
 def audio_files(tmp_path_factory) -> dict:
-    "Our own files: stereo FLAC at 44.1 kHz, mono OGG at 16 kHz, a WAV, a too-short WAV and a corrupt one."
+    "Our own files: stereo FLAC at 44.1 kHz, mono OGG at 16 kHz, a WAV, a too-short WAV, a corrupt MP3, random bytes."
     d = tmp_path_factory.mktemp("music"); rng = np.random.default_rng(0)
-    t = np.arange(int(44100 * 7)) / 44100
-    tone = (0.3 * np.sin(2 * np.pi * 220 * t) * (1 + np.sin(2 * np.pi * 2 * t)) / 2 + 0.01 * rng.standard_normal(len(t))).astype(np.float32)
+    tone = _tone(220, 7, 44100)
     sf.write(d / "stereo.flac", np.stack([tone, tone[::-1]], 1), 44100)
     sf.write(d / "mono16k.ogg", tone[::3][: 16000 * 7], 16000)
     sf.write(d / "plain.wav", tone[::2], 22050)
-    sf.write(d / "short.wav", tone[:44100], 44100)                 # 1 s: shorter than one 3 s segment
+    sf.write(d / "short.wav", tone[:44100], 44100)                 # 1 s: shorter than one 3 s window
     (d / "corrupt.mp3").write_bytes(b"ID3" + bytes(rng.integers(0, 256, 2000, dtype=np.uint8)))
     return {p.stem: p for p in d.iterdir()}
 
 
-def run(*args):
-    return subprocess.run([GENRE_NB, *map(str, args)], capture_output=True, text=True, timeout=300)
+def run(*args, env=None, cwd=None):
+    return subprocess.run([GENRE_NB, *map(str, args)], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, **(env or {})}, cwd=cwd)
 
 
-def test_api_classifies_files_and_arrays(bundle, audio_files):
+def test_api_classifies_files_and_arrays_with_a_bundle(bundle, audio_files):
     import genre_nb
     y, sr = sf.read(audio_files["plain"], dtype="float32")
     df = genre_nb.predict([audio_files["stereo"], audio_files["mono16k"], (y, sr)], model=bundle)
     assert len(df) == 3 and df.error.isna().all()
-    genres = [c for c in df.columns if c in {"blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae", "rock"}]
-    assert len(genres) == 10
-    np.testing.assert_allclose(df[genres].sum(axis=1), 1.0, atol=1e-4)
-    assert (df.genre == df[genres].idxmax(axis=1)).all()
-    # the same audio as a file and as an array gives the same answer
-    same = genre_nb.predict([audio_files["plain"], (y, sr)], model=bundle)
-    np.testing.assert_allclose(same[genres].iloc[0], same[genres].iloc[1], atol=1e-5)
+    np.testing.assert_allclose(df[GENRES].sum(axis=1), 1.0, atol=1e-4)
+    assert (df.genre == df[GENRES].idxmax(axis=1)).all()
+    same = genre_nb.predict([audio_files["plain"], (y, sr)], model=bundle)    # a file and its samples: one answer
+    np.testing.assert_allclose(same[GENRES].iloc[0], same[GENRES].iloc[1], atol=1e-5)
 
 
-def test_api_segments_are_3s_rows_that_average_to_the_clip(bundle, audio_files):
+def test_api_segments_are_exact_windows_that_average_to_the_file(bundle, audio_files):
     import genre_nb
-    clip = genre_nb.predict(audio_files["plain"], model=bundle)
-    seg = genre_nb.predict(audio_files["plain"], model=bundle, segments=True)
-    assert list(seg.segment) == [0, 1] and list(seg.start_s) == [0.0, 3.0]       # 7 s -> two whole 3 s segments
-    genres = ["blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae", "rock"]
-    np.testing.assert_allclose(seg[genres].mean().values, clip[genres].iloc[0].values, atol=1e-5)
+    clip = genre_nb.predict(audio_files["plain"], model=bundle, window_s=3.0)
+    seg = genre_nb.predict(audio_files["plain"], model=bundle, segments=True, window_s=3.0)
+    assert list(seg.segment) == [0, 1] and list(seg.start_s) == [0.0, 3.0] and list(seg.end_s) == [3.0, 6.0]
+    np.testing.assert_allclose(seg[GENRES].mean().values, clip[GENRES].iloc[0].values, atol=1e-5)
 
 
-def test_cli_prints_topk_and_fails_one_line_per_bad_file(bundle, audio_files):
+def test_default_is_the_shipped_real_data_model_never_a_bundle_in_models(tmp_path, bundle, audio_files):
+    (tmp_path / "settings.ini").write_text("[DEFAULT]\nlib_name = genre_nb\n")      # a project whose models/ holds a bundle
+    shutil.copytree(bundle, tmp_path / "models" / "cnn-test")
+    r = run("predict", audio_files["plain"], "--json", cwd=tmp_path, env={"GENRE_NB_CONFIG": str(tmp_path / "cfg")})
+    assert r.returncode == 0, r.stderr
+    info = json.loads(r.stdout)["model"]
+    assert info["name"] == "gtzan_mini_musicnn" and info["chosen"] == "shipped with genre_nb"
+    assert info["trained_on"].startswith("GTZAN-mini (100 tracks, 10 labels)")
+    assert info["estimated_accuracy"][:4].replace(".", "").isdigit() and "cross-validation" in info["estimated_accuracy"]
+
+
+def test_cli_prints_model_topk_and_one_line_per_bad_file(bundle, audio_files):
     r = run("predict", audio_files["stereo"], audio_files["corrupt"], audio_files["short"], audio_files["mono16k"],
             "--model", bundle, "--top-k", "2")
     assert r.returncode == 1                                      # some files failed ...
     head, *out = r.stdout.strip().splitlines()
-    assert head.startswith("# model cnn-test: cnn trained on synthetic data (synthetic: not GTZAN")
+    assert head.startswith("# model cnn-test (named with --model): trained on synthetic data (synthetic: not real music)")
     assert len(out) == 2 and out[0].startswith(str(audio_files["stereo"]))   # ... the others were classified
     assert len(out[0].split(": ", 1)[1].split(", ")) == 2         # top-2
     err = r.stderr.strip().splitlines()
-    assert len(err) == 2 and "Traceback" not in r.stderr
-    assert "corrupt.mp3" in err[0] and "short.wav" in err[1] and "too short" in err[1]
+    assert len(err) == 2 and "Traceback" not in r.stderr and "pipe" not in r.stderr
+    assert "corrupt.mp3" in err[0] and "cannot decode" in err[0] and "short.wav" in err[1] and "too short" in err[1]
 
 
-def test_cli_json_parses_and_segments(bundle, audio_files):
-    r = run("predict", audio_files["plain"], "--model", bundle, "--json", "--top-k", "3")
+def test_cli_json_segments_and_out_file(bundle, audio_files, tmp_path):
+    r = run("predict", audio_files["plain"], "--model", bundle, "--json", "--segments", "--window", "3", "--out", tmp_path / "p.csv")
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout)["results"][0]
+    assert [s["start_s"] for s in res["segments"]] == [0.0, 3.0] and len(res["top"]) == 3
+    import pandas as pd
+    assert len(pd.read_csv(tmp_path / "p.csv")) == 2
+    r = run("predict", audio_files["plain"], "--model", bundle, "--out", tmp_path / "p.txt")
+    assert r.returncode == 1 and "--out must end in .csv or .json" in r.stderr
+
+
+def test_a_folder_is_its_audio_files_and_a_folder_as_file_is_one_line(bundle, audio_files, tmp_path):
+    import genre_nb
+    d = tmp_path / "lib"; (d / "sub").mkdir(parents=True)
+    shutil.copy(audio_files["plain"], d / "a.wav"); shutil.copy(audio_files["stereo"], d / "sub" / "b.flac")
+    df = genre_nb.predict(d, model=bundle)
+    assert [Path(f).name for f in df.file] == ["a.wav", "b.flac"] and df.error.isna().all()
+    r = run("predict", tmp_path / "empty_dir_missing", "--model", bundle)
+    assert r.returncode == 1 and r.stderr.count("\n") == 1 and "no such file" in r.stderr
+
+
+def test_a_pickle_in_a_model_folder_never_runs(bundle, tmp_path, audio_files):
+    evil = tmp_path / "evil"; shutil.copytree(bundle, evil)
+    marker = tmp_path / "pwned"
+    payload = (f"import joblib, pathlib\nclass P:\n    def __reduce__(self): return (pathlib.Path.touch, (pathlib.Path({str(marker)!r}),))\n"
+               f"joblib.dump({{'mel': P()}}, {str(evil / 'scalers.joblib')!r})\n")
+    subprocess.run([sys.executable, "-c", payload], check=True)
+    r = run("predict", "--model", evil, audio_files["plain"])
+    assert r.returncode == 1 and r.stderr.count("\n") == 1 and "a pickle" in r.stderr and "convert-model" in r.stderr
+    r = run("convert-model", evil)                                # without --trust: refused, still nothing runs
+    assert r.returncode == 1 and "trust" in r.stderr
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda d: (d / "model.keras").write_bytes((d / "model.keras").read_bytes()[:300]), "model.keras cannot be loaded"),
+    (lambda d: (d / "config.json").write_text("{broken"), "config.json: not valid JSON"),
+    (lambda d: (d / "scalers.npz").unlink(), "scalers.npz is missing"),
+    (lambda d: (d / "config.json").write_text(json.dumps({**json.loads((d / "config.json").read_text()), "genres": ["a", "b"]})),
+     "lists 2 genres, the model has 10 outputs"),
+])
+def test_damaged_bundles_give_one_line(bundle, tmp_path, audio_files, damage, message):
+    d = tmp_path / "b"; shutil.copytree(bundle, d); damage(d)
+    r = run("predict", "--model", d, audio_files["plain"])
+    assert r.returncode == 1 and r.stderr.count("\n") == 1 and message in r.stderr, r.stderr
+
+
+def test_train_on_three_made_up_labels_then_predict(tmp_path, audio_files):
+    root = tmp_path / "mine"
+    for lab, f0 in (("calm", 150), ("bright", 900), ("noisy", 0)):
+        (root / lab).mkdir(parents=True)
+        for k in range(4):
+            y = _tone(f0 * (1 + 0.05 * k), 6, 22050, k) if f0 else np.random.default_rng(k).uniform(-0.3, 0.3, 22050 * 6).astype(np.float32)
+            sf.write(root / lab / f"{k}.wav", y, 22050)
+    env = {"GENRE_NB_CONFIG": str(tmp_path / "cfg")}
+    r = run("train", root, "--out", tmp_path / "m", "--folds", "2", "--repeats", "1", "--set-default", env=env)
+    assert r.returncode == 0, r.stderr
+    assert "cross-validated accuracy" in r.stdout and "default model is now" in r.stdout
+    doc = json.loads((tmp_path / "m" / "model.json").read_text())
+    assert doc["labels"] == ["bright", "calm", "noisy"] and doc["trained_on"]["tracks"] == 12
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["README.md", "confusion.png", "cv.csv", "model.json",
+                                                                   "predictions.csv", "report.csv", "weights.npz"]
+    r = run("predict", root / "noisy" / "0.wav", "--json", env=env)            # the default set explicitly answers now
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
-    assert "synthetic" in out["trained_on"]
-    top = out["results"][0]["top"]
-    assert len(top) == 3 and top[0]["probability"] >= top[1]["probability"] >= top[2]["probability"]
-    r = run("predict", audio_files["plain"], "--model", bundle, "--json", "--segments")
-    segs = json.loads(r.stdout)["results"][0]["segments"]
-    assert [s["start_s"] for s in segs] == [0.0, 3.0]
+    assert out["model"]["chosen"].startswith("your default") and out["model"]["labels"] == ["bright", "calm", "noisy"]
+    assert out["results"][0]["top"][0]["genre"] in {"bright", "calm", "noisy"}
+    r = run("train", root, "--out", audio_files["plain"])         # --out is a file: refused before any work
+    assert r.returncode == 1 and "not a model folder" in r.stderr
 
 
-def test_cli_without_any_model_says_how_to_train_one(tmp_path, audio_files, monkeypatch):
-    (tmp_path / "settings.ini").write_text("[DEFAULT]\nlib_name = genre_nb\n")   # a project with an empty models/
-    r = subprocess.run([GENRE_NB, "predict", str(audio_files["plain"])], capture_output=True, text=True, cwd=tmp_path, timeout=300)
-    assert r.returncode == 1 and r.stderr.count("\n") == 1
-    assert "no trained model" in r.stderr and "genre-nb reproduce" in r.stderr
-
-
-def test_real_excerpts_get_a_genre_each(bundle, gtzan_dir):
-    r = run("predict", *sorted((gtzan_dir / "audio" / "genres_original").glob("*/*.wav")), "--model", bundle, "--top-k", "1")
-    assert r.returncode == 0, r.stderr
-    lines = r.stdout.strip().splitlines()[1:]
-    assert len(lines) == 10 and all(": " in l and l.split(": ")[1].split(" ")[0] in
-                                    {"blues", "classical", "country", "disco", "hiphop", "jazz", "metal", "pop", "reggae", "rock"} for l in lines)
+def test_shipped_model_same_genre_at_any_rate(gtzan_dir, tmp_path):
+    "16 kHz and 44.1 kHz stereo copies of the real excerpts get the top genre of the original."
+    import soxr
+    import genre_nb
+    originals = sorted((gtzan_dir / "audio" / "genres_original").glob("*/*.wav"))
+    copies = []
+    for p in originals:
+        y, sr = sf.read(p, dtype="float32")
+        sf.write(tmp_path / f"{p.stem}_16k.wav", soxr.resample(y, sr, 16000), 16000); copies.append(tmp_path / f"{p.stem}_16k.wav")
+        y44 = soxr.resample(y, sr, 44100)
+        sf.write(tmp_path / f"{p.stem}_44k.flac", np.stack([y44, y44], 1), 44100); copies.append(tmp_path / f"{p.stem}_44k.flac")
+    df = genre_nb.predict(originals + copies).set_index("file")
+    assert df.error.isna().all()
+    for p in originals:
+        o, lo, hi = (df.loc[str(f), GENRES].astype(float) for f in (p, tmp_path / f"{p.stem}_16k.wav", tmp_path / f"{p.stem}_44k.flac"))
+        assert max((lo - o).abs().max(), (hi - o).abs().max()) < 0.1, p.stem            # the same probabilities, nearly
+        if o.nlargest(2).diff().abs().iloc[-1] > 0.1:                                   # a clear answer stays the answer
+            assert lo.idxmax() == o.idxmax() == hi.idxmax(), p.stem
