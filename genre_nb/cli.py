@@ -392,8 +392,27 @@ def _add_readme(sub) -> None:
     p.add_argument("--reports-dir", default="reports", help="where the results store is (default: reports/)")
     p.set_defaults(func=_readme)
 
+# %% ../nbs/08_cli.ipynb #8ca60ca2
+def _download(args: argparse.Namespace) -> int:
+    "genre-nb download: fetch a public dataset, check its md5, unpack it; print the folder to pass to `train` or `--data-dir`."
+    from genre_nb.download import MINI_MD5, MINI_URL, download_mini
+    print(download_mini(args.dest, url=args.url or MINI_URL, md5=args.md5 or MINI_MD5))
+    return 0
+
+def _add_download(sub) -> None:
+    p = sub.add_parser("download", help="download GTZAN-mini (100 real GTZAN excerpts) and print its folder",
+                       description="Download GTZAN-mini (10 real GTZAN excerpts per genre, from the public repository "
+                                   "TempoBeatDownbeat/gtzan_mini), check its md5, unpack it to DEST/gtzan_mini and print "
+                                   "the folder to pass on: genre-nb train \"$(genre-nb download mini)\". A complete earlier "
+                                   "copy is reused; a failed download leaves nothing behind.")
+    p.add_argument("dataset", choices=["mini"], help="the dataset: mini (GTZAN-mini)")
+    p.add_argument("--dest", default=None, help="where to put it (default: $GENRE_NB_CACHE/data or ~/.cache/genre_nb/data)")
+    p.add_argument("--url", default=None, help="advanced: the archive's address, e.g. a mirror (default: the repository's)")
+    p.add_argument("--md5", default=None, help="advanced: the archive's md5 (default: the one mirdata records)")
+    p.set_defaults(func=_download)
+
 # %% ../nbs/08_cli.ipynb #cf7e10f8
-_COMMANDS = [_add_audit, _add_extract, _add_bench, _add_reproduce, _add_train, _add_predict, _add_convert, _add_readme]
+_COMMANDS = [_add_audit, _add_extract, _add_bench, _add_reproduce, _add_download, _add_train, _add_predict, _add_convert, _add_readme]
 
 def parser() -> argparse.ArgumentParser:
     "The `genre-nb` argument parser."
