@@ -78,7 +78,9 @@ def check_float(name: str, value: Any, min_value: float | None = None, max_value
     try: v = float(value)
     except (TypeError, ValueError): raise ParameterError(f"{name} must be a number, got {value!r}") from None
     if not np.isfinite(v) or (min_value is not None and v < min_value) or (max_value is not None and v > max_value):
-        raise ParameterError(f"{name} must be in [{min_value}, {max_value}], got {value!r}")
+        bound = (f"in [{min_value}, {max_value}]" if min_value is not None and max_value is not None
+                 else f">= {min_value}" if min_value is not None else f"<= {max_value}")
+        raise ParameterError(f"{name} must be {bound}, got {value!r}")
     return v
 
 # %% ../nbs/00_core.ipynb #6163d5ab
