@@ -21,22 +21,42 @@ from .training import convert_legacy_bundle
 __all__ = ['CHAPTERS', 'ChapterFailed', 'run_chapter', 'reproduce', 'render_index', 'write_readme', 'parser', 'main']
 
 # %% ../nbs/08_cli.ipynb #2071e440
+def _out_folder(option: str, value) -> Path:
+    "The folder an option names (made later if missing); a one-line `ParameterError` if it, or a parent, is no writable folder."
+    from genre_nb.core import ParameterError
+    p = Path(value).expanduser()
+    q = next(q for q in (p, *p.parents) if q.exists())    # the nearest part that exists
+    if not q.is_dir(): raise ParameterError(f"{option} {value}: {q} is a file, not a folder")
+    if not os.access(q, os.W_OK | os.X_OK): raise ParameterError(f"{option} {value}: cannot write in {q}")
+    return p
+
+def _out_file(option: str, value) -> Path:
+    "The file an option names (to be written); a one-line `ParameterError` if it is a folder or cannot be made."
+    from genre_nb.core import ParameterError
+    p = Path(value).expanduser()
+    if p.is_dir(): raise ParameterError(f"{option} {value} is a folder; give a file name, e.g. {p / 'features.csv'}")
+    _out_folder(option, p.parent)
+    return p
+
 def _audit(args: argparse.Namespace) -> int:
     "genre-nb audit: print the audit table and per-genre summary, write audit.csv."
-    from genre_nb.data import AUDIT_COLUMNS, audit, duplicates, find_tracks, genre_summary, open_dataset
-    from genre_nb.core import atomic_write
+    from genre_nb.data import AUDIT_COLUMNS, audit, duplicates, find_tracks, genre_summary, name_collisions, open_dataset
+    from genre_nb.core import atomic_write, check_float, check_int
+    jobs, min_duration = check_int("--jobs", args.jobs, 1), check_float("--min-duration", args.min_duration, 0)
+    tracks_per_genre, duration = check_int("--tracks-per-genre", args.tracks_per_genre, 1), check_float("--duration", args.duration, 0.5, 600)
+    out = _out_folder("--out", args.out)
     if args.data_dir is None:
-        ds = open_dataset(None, tracks_per_genre=args.tracks_per_genre, duration=args.duration, jobs=args.jobs)
+        ds = open_dataset(None, tracks_per_genre=tracks_per_genre, duration=duration, jobs=jobs)
         tracks, name = ds.tracks, "synthetic"
     else:
         tracks, name = find_tracks(args.data_dir), "gtzan"
-    aud = audit(tracks, args.min_duration, jobs=args.jobs)
-    summary, dups = genre_summary(aud), duplicates(aud)
-    out = Path(args.out); out.mkdir(parents=True, exist_ok=True)
+    aud = audit(tracks, min_duration, jobs=jobs)
+    summary, dups, same = genre_summary(aud), duplicates(aud), name_collisions(aud)
+    out.mkdir(parents=True, exist_ok=True)
     with atomic_write(out / "audit.csv") as f: aud[AUDIT_COLUMNS].to_csv(f, index=False)
     if args.json:
-        print(json.dumps({"dataset": name, "tracks": aud[AUDIT_COLUMNS].to_dict("records"),
-                          "summary": summary.to_dict("records"), "duplicates": dups.to_dict("records")}, default=str))
+        print(json.dumps({"dataset": name, "tracks": aud[AUDIT_COLUMNS].to_dict("records"), "summary": summary.to_dict("records"),
+                          "duplicates": dups.to_dict("records"), "name_collisions": same.to_dict("records")}, default=str))
         return 0
     with pd.option_context("display.max_rows", None, "display.width", 200, "display.max_colwidth", 60):
         print(f"Audit of {len(aud)} tracks ({name} data)\n")
@@ -45,6 +65,8 @@ def _audit(args: argparse.Namespace) -> int:
     bad = aud[aud.status != "ok"]
     print(f"\n{len(aud) - len(bad)} usable, {len(bad)} excluded" + "".join(f"\n  {r.filename}: {r.status}" for r in bad.itertuples()))
     if len(dups): print(f"{dups.group.nunique()} groups of exact duplicates:\n" + dups.to_string(index=False))
+    if len(same): print(f"{same.stem.nunique()} file names in several genre folders (track ids: <genre>/<file>):\n"
+                        + same.to_string(index=False))
     print(f"\nwrote {out / 'audit.csv'}")
     return 0
 
@@ -58,7 +80,7 @@ def _add_audit(sub) -> None:
                         "one subfolder per genre; omitted: the synthetic GTZAN-like set")
     p.add_argument("--out", default=".", help="folder for audit.csv (default: the current folder)")
     p.add_argument("--json", action="store_true", help="print the audit, summary and duplicates as JSON instead of tables")
-    p.add_argument("--min-duration", type=float, default=3.0, help="tracks shorter than this many seconds are excluded (default 3)")
+    p.add_argument("--min-duration", type=float, default=3.0, help="tracks shorter than this many seconds are excluded (default 3; 0: none)")
     p.add_argument("--jobs", type=int, default=2, help="parallel workers (default 2)")
     p.add_argument("--tracks-per-genre", type=int, default=30, help="synthetic set only: tracks per genre (default 30)")
     p.add_argument("--duration", type=float, default=30.0, help="synthetic set only: seconds per track (default 30)")
@@ -88,13 +110,16 @@ def _extract(args: argparse.Namespace) -> int:
     from genre_nb.features import check_features, feature_table
     feats = check_features(args.features); jobs = check_int("--jobs", args.jobs, 1)
     check_choice("--backend", args.backend, ("loky", "dask"))
-    ds = open_dataset(args.data_dir, args.cache_dir, tracks_per_genre=args.tracks_per_genre)
+    tracks_per_genre = check_int("--tracks-per-genre", args.tracks_per_genre, 1)
+    out = _out_file("--out", args.out)
+    if args.cache_dir is not None: _out_folder("--cache-dir", args.cache_dir)
+    ds = open_dataset(args.data_dir, args.cache_dir, tracks_per_genre=tracks_per_genre)
     tracks = prepare(ds, split=None, cache_dir=args.cache_dir, jobs=jobs)
     with _backend(args.backend, args.scheduler, jobs):
         table = feature_table(tracks, feats, jobs=max(jobs, 2) if args.backend == "dask" else jobs, cache_dir=args.cache_dir)
-    with atomic_write(args.out) as f: table.to_csv(f, index=False)
+    with atomic_write(out) as f: table.to_csv(f, index=False)
     skipped = len(tracks) - len(table)
-    print(f"wrote {args.out}: {len(table)} tracks x {table.shape[1] - 2} feature columns ({', '.join(feats)}; {ds.name} data)"
+    print(f"wrote {out}: {len(table)} tracks x {table.shape[1] - 2} feature columns ({', '.join(feats)}; {ds.name} data)"
           + (f"; {skipped} tracks left out (see the audit)" if skipped else ""))
     return 0
 
@@ -117,8 +142,10 @@ def _add_extract(sub) -> None:
 
 def _bench(args: argparse.Namespace) -> int:
     "genre-nb bench: per feature, median ms per 30 s track, shared STFT vs separate librosa calls."
+    from genre_nb.core import check_int
     from genre_nb.data import find_tracks
     from genre_nb.features import bench
+    check_int("--n-tracks", args.n_tracks, 1); check_int("--repeats", args.repeats, 1)
     paths = list(find_tracks(args.data_dir).path) if args.data_dir else None
     t = bench(paths, n_tracks=args.n_tracks, repeats=args.repeats)
     print(f"median milliseconds per 30 s track, one core ({'files of ' + str(args.data_dir) if paths else 'synthetic 30 s signals'}, "
@@ -188,14 +215,18 @@ def reproduce(data_dir: str | None = None,  # a GTZAN folder; None: the syntheti
              ) -> list[Path]:                # the executed notebooks
     "Re-execute the chapters in order with papermill, one progress line each; stop at the first failure."
     import time
-    from genre_nb.core import _anchor, check_choice, check_int, project_root
+    from genre_nb.core import ParameterError, _anchor, check_choice, check_int, project_root
     from genre_nb.data import SPLITS, open_dataset, prepare
-    check_choice("split", split, SPLITS); seeds = check_int("seeds", seeds, 1)
+    check_choice("split", split, SPLITS); seeds, seed = check_int("seeds", seeds, 1), check_int("seed", seed, 0)
     if epochs is not None: epochs = check_int("epochs", epochs, 1)
+    if tracks_per_genre is not None: tracks_per_genre = check_int("tracks_per_genre", tracks_per_genre, 1)
     check_choice("embedding", embedding, ("auto", "vggish", "musicnn", "none"))
     if data_dir is not None and not Path(data_dir).expanduser().is_dir():
         from genre_nb.core import DataError
         raise DataError(f"data folder not found: {data_dir}")
+    if csv_path is not None and not Path(csv_path).expanduser().is_file():
+        raise ParameterError(f"csv_path {csv_path} is not a file (expected Kaggle's features_30_sec.csv)")
+    _out_folder("reports_dir", _anchor(reports_dir))
     root = project_root() or project_root(Path(__file__).parent)
     if root is None or not (root / "nbs").is_dir():
         raise GenreNBError("reproduce runs the notebooks in nbs/: run it from a clone of the genre_nb repository")

@@ -15,9 +15,9 @@ import pandas as pd
 
 # %% auto #0
 __all__ = ['GENRES', 'get_logger', 'GenreNBError', 'ParameterError', 'DataError', 'check_choice', 'check_int', 'check_float',
-           'in_test', 'project_root', 'Config', 'real_data', 'seed_everything', 'librosa_ready', 'atomic_write',
-           'write_text', 'display_path', 'package_version', 'provenance', 'provenance_line', 'save_report',
-           'read_report_csv', 'read_provenance', 'append_results', 'read_results']
+           'in_test', 'quick_caps', 'project_root', 'Config', 'real_data', 'seed_everything', 'librosa_ready',
+           'atomic_write', 'write_text', 'display_path', 'package_version', 'provenance', 'provenance_line',
+           'save_report', 'read_report_csv', 'read_provenance', 'append_results', 'read_results']
 
 # %% ../nbs/00_core.ipynb #02a9e0da
 GENRES: tuple[str, ...] = ("blues", "classical", "country", "disco", "hiphop",
@@ -78,13 +78,28 @@ def check_float(name: str, value: Any, min_value: float | None = None, max_value
     try: v = float(value)
     except (TypeError, ValueError): raise ParameterError(f"{name} must be a number, got {value!r}") from None
     if not np.isfinite(v) or (min_value is not None and v < min_value) or (max_value is not None and v > max_value):
-        raise ParameterError(f"{name} must be in [{min_value}, {max_value}], got {value!r}")
+        bound = (f"in [{min_value}, {max_value}]" if min_value is not None and max_value is not None
+                 else f">= {min_value}" if min_value is not None else f"<= {max_value}")
+        raise ParameterError(f"{name} must be {bound}, got {value!r}")
     return v
 
 # %% ../nbs/00_core.ipynb #6163d5ab
 def in_test() -> bool:
     "True when running under `nbdev_test` (it sets `IN_TEST=1`) or when `GENRE_NB_QUICK=1`."
     return os.environ.get("IN_TEST") == "1" or os.environ.get("GENRE_NB_QUICK") == "1"
+
+# %% ../nbs/00_core.ipynb #83621a51
+def quick_caps(quick: bool,  # the run's `quick` flag
+               **caps,       # name=(value, its largest value in a quick run)
+              ) -> tuple:    # the values in the order given, capped when `quick`
+    "Cap parameters for a quick run; every value this changes is said in one log line (`quick: epochs 4 -> 2`)."
+    out, said = [], []
+    for name, (value, cap) in caps.items():
+        new = min(value, cap) if quick else value
+        if new != value: said.append(f"{name} {value:g} -> {new:g}")
+        out.append(new)
+    if said: get_logger("genre_nb").info("quick: " + ", ".join(said))
+    return tuple(out)
 
 # %% ../nbs/00_core.ipynb #592e2ad9
 def project_root(start: Path | str | None = None) -> Path | None:
@@ -321,15 +336,28 @@ def read_provenance(path: Path | str) -> dict:
     return out
 
 # %% ../nbs/00_core.ipynb #f219a3de
+@contextmanager
+def _locked(folder: Path) -> Iterator[None]:
+    "Hold an exclusive `flock` on `folder` itself for the enclosed block (no lock file is left beside the results)."
+    import fcntl
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)   # closing the descriptor releases the lock
+
 def append_results(rows: pd.DataFrame | dict | list[dict],  # one row per model run
                    path: Path | str = "reports/results.csv",
                   ) -> pd.DataFrame:
-    "Append `rows` to the results table at `path` (atomic; columns are unioned); return the whole table."
+    "Append `rows` to the results table at `path` (under a lock, atomic; columns are unioned); return the whole table."
     new = pd.DataFrame([rows] if isinstance(rows, dict) else rows)
     path = _anchor(path)
-    old = pd.read_csv(path) if path.exists() and path.stat().st_size else pd.DataFrame()
-    table = pd.concat([old, new], ignore_index=True) if len(old) else new
-    with atomic_write(path) as f: table.to_csv(f, index=False)
+    with _locked(path.parent):   # read, extend and rewrite as one step: concurrent writers lose nothing
+        old = pd.read_csv(path) if path.exists() and path.stat().st_size else pd.DataFrame()
+        table = pd.concat([old, new], ignore_index=True) if len(old) else new
+        with atomic_write(path) as f: table.to_csv(f, index=False)
     return table
 
 def read_results(path: Path | str = "reports/results.csv") -> pd.DataFrame:

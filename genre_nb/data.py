@@ -20,26 +20,48 @@ log = get_logger("genre_nb.data")
 
 # %% auto #0
 __all__ = ['log', 'AUDIO_EXTS', 'GENRE_STYLES', 'SYNTH_VERSION', 'AUDIT_COLUMNS', 'SPLITS', 'MIN_PER_GENRE', 'AudioError',
-           'read_audio', 'load_audio', 'sturm_index', 'find_tracks', 'render_track', 'synthetic_styles',
-           'make_synthetic', 'audio_hash', 'audit_track', 'truncation', 'audit', 'genre_summary', 'duplicates',
-           'SplitError', 'filtered_lists', 'paper_split', 'filtered_split', 'make_split', 'Dataset', 'fingerprint',
-           'synthetic_dir', 'open_dataset', 'prepare', 'audit_figure', 'simple_stats', 'calibrate']
+           'audio_format', 'read_audio', 'load_audio', 'sturm_index', 'find_tracks', 'name_collisions', 'render_track',
+           'synthetic_styles', 'make_synthetic', 'audio_hash', 'audit_track', 'truncation', 'audit', 'genre_summary',
+           'duplicates', 'SplitError', 'filtered_lists', 'paper_split', 'filtered_split', 'make_split', 'Dataset',
+           'fingerprint', 'synthetic_dir', 'open_dataset', 'prepare', 'audit_figure', 'simple_stats', 'calibrate']
 
 # %% ../nbs/01_data_audit.ipynb #be41a6aa
 class AudioError(GenreNBError):
     "A file that cannot be used as audio (unreadable, empty, not audio); the message is the reason."
 
 AUDIO_EXTS = (".wav", ".au", ".mp3", ".flac", ".ogg", ".aiff", ".aif", ".snd")
+_MAGIC = ((b"fLaC", "FLAC"), (b"OggS", "OGG"), (b".snd", "AU"), (b"dns.", "AU"), (b"ID3", "MP3"), (b"caff", "CAF"),
+          (b"riff", "W64"), (b"NIST_1A", "NIST"))
+
+def _mpeg_frame(h: bytes) -> bool:
+    "True if `h` starts with an MPEG audio frame header: sync, and no reserved version, layer, bitrate or rate."
+    if len(h) < 4 or h[0] != 0xFF or h[1] & 0xE0 != 0xE0: return False
+    return (h[1] >> 3) & 3 != 1 and (h[1] >> 1) & 3 != 0 and h[2] >> 4 != 15 and (h[2] >> 2) & 3 != 3
+
+def audio_format(path: Path | str) -> str | None:
+    "The audio container `path`'s first bytes announce (`WAV`, `AU`, `FLAC`, `OGG`, `MP3`, `AIFF`, ...); None: not audio."
+    with open(path, "rb") as f: h = f.read(12)
+    if h[:4] in (b"RIFF", b"RIFX", b"RF64", b"BW64"): return "WAV" if h[8:12] == b"WAVE" else None
+    if h[:4] == b"FORM": return "AIFF" if h[8:12] in (b"AIFF", b"AIFC") else None
+    return next((name for magic, name in _MAGIC if h.startswith(magic)), "MP3" if _mpeg_frame(h) else None)
+
+def _decode_error(e: Exception, fmt: str) -> str:
+    "libsndfile's message, without the path it repeats; its MP3 failure ('...possibly a pipe?') said plainly."
+    msg = re.sub(r"^Error opening .*?: ", "", (str(e).splitlines() or [type(e).__name__])[0])
+    if "pipe?" in msg: msg = f"no valid {fmt} audio data (damaged, or not {fmt})"
+    return msg[:120]
 
 def read_audio(path: Path | str) -> tuple[np.ndarray, int]:
     "Decode `path` at its own rate: (float32 samples, mono, in [-1, 1]; sample rate). Raises `AudioError`."
     path = Path(path)
     if not path.is_file(): raise AudioError(f"no such file: {path}")
     if path.stat().st_size == 0: raise AudioError("empty file (0 bytes)")
+    if (fmt := audio_format(path)) is None:
+        raise AudioError("not audio (cannot decode: no WAV, AU, FLAC, OGG, MP3, AIFF or CAF header)")
     try:
         y, sr = sf.read(path, dtype="float32", always_2d=True)
     except Exception as e:
-        raise AudioError(f"cannot decode: {str(e).splitlines()[0][:120]}") from None
+        raise AudioError(f"cannot decode: {_decode_error(e, fmt)}") from None
     if len(y) == 0: raise AudioError("no audio samples")
     return y.mean(axis=1) if y.shape[1] > 1 else y[:, 0], int(sr)
 
@@ -75,18 +97,26 @@ def _genre_root(data_dir: Path) -> tuple[Path, str]:
                     f"genres/<genre>/<genre>.000NN.au (Marsyas) or subfolders named after the genres ({', '.join(GENRES)})")
 
 def find_tracks(data_dir: Path | str,  # a GTZAN copy, or a folder with one subfolder per genre
-               ) -> pd.DataFrame:      # track_id, genre, path, artist, title (one row per file)
+               ) -> pd.DataFrame:      # track_id (unique), genre, path, artist, title (one row per file)
     "Find every audio file of a GTZAN-like folder. Raises `DataError` for a missing folder or an unknown layout."
     data_dir = Path(data_dir).expanduser()
     if not data_dir.is_dir(): raise DataError(f"data folder not found: {data_dir}")
     root, layout = _genre_root(data_dir.resolve())
-    rows = [(p.stem, g, str(p)) for g in GENRES if (root / g).is_dir()
-            for p in sorted((root / g).iterdir()) if p.is_file() and p.suffix.lower() in AUDIO_EXTS]
-    if not rows: raise DataError(f"no audio files ({', '.join(AUDIO_EXTS)}) under {root}/<genre>/")
-    tracks = pd.DataFrame(rows, columns=["track_id", "genre", "path"])
+    files = [(g, p) for g in GENRES if (root / g).is_dir()
+             for p in sorted((root / g).iterdir()) if p.is_file() and p.suffix.lower() in AUDIO_EXTS]
+    if not files: raise DataError(f"no audio files ({', '.join(AUDIO_EXTS)}) under {root}/<genre>/")
+    stems = pd.Series([p.stem for _, p in files]).value_counts()
+    # a track's id is its file stem (GTZAN's `blues.00003`) when no other file of the folder has it, else <genre>/<file>
+    tracks = pd.DataFrame([(p.stem if stems[p.stem] == 1 else f"{g}/{p.name}", g, str(p)) for g, p in files],
+                          columns=["track_id", "genre", "path"])
     tracks = tracks.merge(sturm_index(), on="track_id", how="left")
     tracks.attrs["layout"] = layout
     return tracks
+
+def name_collisions(tracks: pd.DataFrame) -> pd.DataFrame:
+    "Tracks whose file name (without suffix) another track shares: stem, track_id, genre, filename (one row each)."
+    t = tracks.assign(stem=[Path(p).stem for p in tracks.path], filename=[Path(p).name for p in tracks.path])
+    return t[t.duplicated("stem", keep=False)].sort_values(["stem", "track_id"])[["stem", "track_id", "genre", "filename"]].reset_index(drop=True)
 
 # %% ../nbs/01_data_audit.ipynb #b85cd888
 # steps of a 16-step bar; values = probability of a hit
@@ -281,6 +311,8 @@ def audit(tracks: pd.DataFrame,     # from `find_tracks`
     out.insert(3, "filename", [Path(p).name for p in out.path])
     out["sample_rate"] = out.sample_rate.astype("Int64")
     for _, r in out[out.status != "ok"].iterrows(): log.warning(f"{r.filename}: {r.status}; excluded")
+    for stem, g in name_collisions(out).groupby("stem", sort=False):
+        log.warning(f"{len(g)} files are named {stem!r} ({', '.join(g.track_id)}): told apart by genre folder")
     return out
 
 # %% ../nbs/01_data_audit.ipynb #3792cb24
@@ -382,6 +414,24 @@ def open_dataset(data_dir: Path | str | None = None,  # a GTZAN folder; None: th
     tracks = find_tracks(cfg.data_dir)
     return Dataset("gtzan", cfg.data_dir, fingerprint(tracks), tracks)
 
+_CACHE_DTYPES = {"str", "object", "float64", "int64", "Int64", "bool", "boolean"}   # all an audit table holds
+
+def _write_audit_cache(aud: pd.DataFrame, path: Path) -> None:
+    "Write the audit table as plain JSON data (columns, dtypes, rows; floats exact): nothing in it is executable."
+    num = lambda o: int(o) if isinstance(o, np.integer) else float(o) if isinstance(o, np.floating) else str(o)
+    rows = aud.astype(object).where(aud.notna(), None).values.tolist()
+    with atomic_write(path) as f:
+        json.dump({"format": "genre_nb audit", "version": 1, "columns": list(aud.columns),
+                   "dtypes": {c: str(t) for c, t in aud.dtypes.items()}, "rows": rows}, f, default=num, allow_nan=False)
+
+def _read_audit_cache(path: Path) -> pd.DataFrame | None:
+    "The audit table `_write_audit_cache` wrote, or None when the file is missing, damaged or not one."
+    try:
+        d = json.loads(path.read_text())
+        if d.get("format") != "genre_nb audit" or d.get("version") != 1 or not set(d["dtypes"].values()) <= _CACHE_DTYPES: return None
+        return pd.DataFrame(d["rows"], columns=d["columns"]).astype(d["dtypes"])
+    except Exception: return None
+
 def prepare(ds: Dataset,                # from `open_dataset`
             split: str | None = "paper", # "paper", "filtered", or None for no split column
             seed: int = 42,              # seed of the paper split
@@ -389,14 +439,13 @@ def prepare(ds: Dataset,                # from `open_dataset`
             cache_dir: Path | str | None = None,
             jobs: int = 2,
            ) -> pd.DataFrame:            # tracks + audit columns + split
-    "The tracks table every later stage uses: audited (cached per fingerprint) and split."
+    "The tracks table every later stage uses: audited (cached per fingerprint, as JSON) and split."
     if split is not None: check_choice("split", split, SPLITS)
-    cache = Config(cache_dir=cache_dir).cache_dir / "audit" / f"{ds.name}_{ds.fingerprint}_min{min_duration:g}.pkl"
-    try: aud = pd.read_pickle(cache) if cache.exists() else None
-    except Exception: aud = None   # a corrupt cache entry is recomputed
-    if aud is None or list(aud.path) != list(ds.tracks.path):
+    cache = Config(cache_dir=cache_dir).cache_dir / "audit" / f"{ds.name}_{ds.fingerprint}_min{min_duration:g}.json"
+    aud = _read_audit_cache(cache)   # a missing, corrupt or foreign entry is None: recomputed (old .pkl entries are never read)
+    if aud is None or list(aud.path) != list(ds.tracks.path) or list(aud.track_id) != list(ds.tracks.track_id):
         aud = audit(ds.tracks, min_duration, jobs=jobs)
-        with atomic_write(cache, "wb") as f: aud.to_pickle(f)
+        _write_audit_cache(aud, cache)
     aud = aud.copy()
     if split is not None: aud["split"] = make_split(aud, split, seed).values
     aud.attrs.update(dataset=ds.name, fingerprint=ds.fingerprint, split=split)

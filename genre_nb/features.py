@@ -20,12 +20,12 @@ _log = get_logger("genre_nb.features")
 
 # %% auto #0
 __all__ = ['N_FFT', 'HOP', 'WAVELET_LEVELS', 'SUMMARY_COLUMNS', 'KAGGLE_RTOL', 'KAGGLE_ATOL', 'FEATURE_VERSION',
-           'SHARED_FEATURES', 'EMBEDDING_FEATURES', 'FEATURES', 'DEFAULT_FEATURES', 'DEFAULT_PARAMS', 'mel_basis',
-           'chroma_basis', 'power_frames', 'shared_features', 'melspec', 'mfcc', 'chroma', 'wavelet', 'wavelet_bands',
-           'feature_figure', 'summary_features', 'kaggle_agreement', 'check_features', 'feature_params',
-           'compute_features', 'file_hash', 'FeatureStore', 'usable_tracks', 'extract', 'load_features',
-           'feature_columns', 'feature_table', 'unified_length', 'unify', 'FeatureScaler', 'FeatureSet', 'feature_set',
-           'standardized_summary', 'bench']
+           'SHARED_FEATURES', 'EMBEDDING_FEATURES', 'FEATURES', 'DEFAULT_FEATURES', 'DEFAULT_PARAMS', 'CACHE_MAX_ABS',
+           'mel_basis', 'chroma_basis', 'power_frames', 'shared_features', 'melspec', 'mfcc', 'chroma', 'wavelet',
+           'wavelet_bands', 'feature_figure', 'summary_features', 'kaggle_agreement', 'check_features',
+           'feature_params', 'compute_features', 'file_hash', 'FeatureStore', 'usable_tracks', 'extract',
+           'load_features', 'feature_columns', 'feature_table', 'unified_length', 'unify', 'FeatureScaler',
+           'FeatureSet', 'feature_set', 'standardized_summary', 'bench']
 
 # %% ../nbs/02_features.ipynb #daf6fc11
 N_FFT, HOP = 2048, 512  # STFT frame and hop (librosa's defaults): one frame per 23 ms at 22050 Hz
@@ -343,17 +343,49 @@ def file_hash(path: Path | str) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""): h.update(chunk)
     return h.hexdigest()[:16]
 
-def _entry_ok(path: Path) -> bool:
-    "A cheap validity check of one cache file: .npy header, float32, 2-D, non-empty, size matches the header."
+_TRAILER = b"GNB1"     # after an entry's array: this tag and the sha1 of its shape, dtype and bytes (24 bytes in all)
+CACHE_MAX_ABS = 1e12   # no feature of audio in [-1, 1] comes near; bytes of garbage read as float32 do (1e35 and more)
+_CHECKED: dict[str, tuple[int, int, int]] = {}   # entries whose values this process has checked: path -> (inode, size, mtime)
+
+def _entry_header(path: Path) -> tuple[int, int] | None:
+    "(offset of the data, file size) of a cache file with a float32, 2-D, non-empty .npy header and a size that fits it."
     try:
         with open(path, "rb") as f:
             version = np.lib.format.read_magic(f)
             shape, fortran, dtype = (np.lib.format.read_array_header_1_0(f) if version == (1, 0)
                                      else np.lib.format.read_array_header_2_0(f))
-            ok = dtype == np.float32 and len(shape) == 2 and min(shape) > 0
-            return bool(ok and os.fstat(f.fileno()).st_size == f.tell() + 4 * shape[0] * shape[1])
+            if dtype != np.float32 or len(shape) != 2 or min(shape) <= 0 or fortran: return None
+            offset, size = f.tell(), os.fstat(f.fileno()).st_size
+            return (offset, size) if size - offset - 4 * shape[0] * shape[1] in (0, 24) else None   # with or without digest
     except (OSError, ValueError, EOFError):
-        return False
+        return None
+
+def _entry_ok(path: Path) -> bool:
+    "A cheap validity check of one cache file: .npy header, float32, 2-D, non-empty, size matches the header."
+    return _entry_header(path) is not None
+
+def _digest(a: np.ndarray) -> bytes:
+    "sha1 of an array's shape, dtype and bytes: what an entry records after its data."
+    return hashlib.sha1(f"{a.shape}|{a.dtype.str}|".encode() + memoryview(np.ascontiguousarray(a)).cast("B")).digest()
+
+def _entry_problem(path: Path) -> str | None:
+    "Why the cache file at `path` must not be used (header, size, recorded digest, non-finite or absurd values), or None."
+    if (h := _entry_header(path)) is None: return "bad header or size"
+    a = np.load(path, mmap_mode="r", allow_pickle=False)
+    if h[1] > h[0] + a.nbytes:                       # a digest is recorded (entries written before it was are not)
+        with open(path, "rb") as f: f.seek(h[0] + a.nbytes); tail = f.read()
+        if tail != _TRAILER + _digest(a): return "contents differ from the digest recorded with them"
+    if not np.isfinite(a).all(): return "non-finite values"
+    if max(-float(a.min()), float(a.max())) > CACHE_MAX_ABS: return f"values beyond {CACHE_MAX_ABS:g}"
+    return None
+
+def _checked(path: Path) -> str | None:
+    "`_entry_problem`, once per entry per process: a checked entry is read again only after its file changes."
+    st = path.stat(); stamp = (st.st_ino, st.st_size, st.st_mtime_ns)
+    if _CHECKED.get(str(path)) == stamp: return None
+    why = _entry_problem(path)
+    if why is None: _CHECKED[str(path)] = stamp
+    return why
 
 @dataclass
 class FeatureStore:
@@ -364,6 +396,7 @@ class FeatureStore:
     def __post_init__(self):
         self.root = Config(cache_dir=self.cache_dir).cache_dir / "features"
         self._full: dict[str, dict] = {}
+        self.damaged = 0                   # damaged entries this store found (and deleted, to be recomputed)
     def full_params(self, feature: str) -> dict:
         "Every parameter of `feature` in this store (defaults + overrides)."
         if feature not in self._full: self._full[feature] = feature_params(feature, self.params.get(feature))
@@ -374,26 +407,28 @@ class FeatureStore:
         return hashlib.sha1(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:12]
     def path(self, content_hash: str, feature: str) -> Path:
         return self.root / feature / self.key(feature) / f"{_safe(content_hash)}.npy"
+    def check(self, content_hash: str, feature: str) -> str:
+        "`ok`, `missing` or `damaged`: values checked once per process; a damaged entry is deleted and counted."
+        p = self.path(content_hash, feature)
+        if not p.exists(): return "missing"
+        try: why = _checked(p)
+        except (OSError, ValueError) as e: why = " ".join(str(e).split()) or type(e).__name__
+        if why is None: return "ok"
+        _log.debug(f"damaged cache entry {p} ({feature}): {why}; it will be recomputed")
+        p.unlink(missing_ok=True); self.damaged += 1
+        return "damaged"
     def has(self, content_hash: str, feature: str) -> bool:
-        "True if a valid entry exists (header check only: cheap)."
-        return _entry_ok(self.path(content_hash, feature))
+        "True if a valid entry exists (its values are read and checked once per process)."
+        return self.check(content_hash, feature) == "ok"
     def load(self, content_hash: str, feature: str, mmap: bool = False) -> np.ndarray | None:
-        "The cached array, or None when missing or corrupt (a corrupt entry is deleted so it is recomputed)."
-        p = self.path(content_hash, feature)
-        if not p.exists(): return None
-        try:
-            if not _entry_ok(p): raise ValueError("bad header or size")
-            a = np.load(p, mmap_mode="r" if mmap else None, allow_pickle=False)
-            if not mmap and not np.isfinite(a).all(): raise ValueError("non-finite values")
-            return a
-        except (OSError, ValueError) as e:
-            _log.warning(f"corrupt cache entry {p.name} ({feature}): {e}; it will be recomputed")
-            p.unlink(missing_ok=True)
-            return None
+        "The cached array, or None when missing or damaged (a damaged entry is deleted so it is recomputed)."
+        if not self.has(content_hash, feature): return None
+        try: return np.load(self.path(content_hash, feature), mmap_mode="r" if mmap else None, allow_pickle=False)
+        except (OSError, ValueError): return None   # replaced or removed since it was checked: a miss
     def save(self, content_hash: str, feature: str, x: np.ndarray) -> Path:
-        "Write one entry atomically (float32), and the feature's params.json once."
-        p = self.path(content_hash, feature)
-        with atomic_write(p, "wb") as f: np.save(f, np.ascontiguousarray(x, dtype=np.float32), allow_pickle=False)
+        "Write one entry atomically (float32, then its digest), and the feature's params.json once."
+        p, x = self.path(content_hash, feature), np.ascontiguousarray(x, dtype=np.float32)
+        with atomic_write(p, "wb") as f: np.save(f, x, allow_pickle=False); f.write(_TRAILER + _digest(x))
         meta = p.parent / "params.json"
         if not meta.exists():
             with atomic_write(meta) as f:
@@ -422,7 +457,8 @@ def _extract_one(row: dict, features: tuple[str, ...], store: FeatureStore | tup
     "Worker: fill the cache for one track; return only small metadata. `store`: a FeatureStore or its arguments."
     t0 = time.perf_counter()
     if isinstance(store, tuple): store = FeatureStore(*store)
-    out = {"track_id": row["track_id"], "status": "ok", "source": "cache", "content_hash": "", "seconds": 0.0}
+    out = {"track_id": row["track_id"], "status": "ok", "source": "cache", "content_hash": "", "seconds": 0.0, "damaged": 0}
+    damaged = store.damaged
     try:
         out["content_hash"] = h = _track_hash(row)
         todo = [f for f in features if force or not store.has(h, f)]
@@ -433,7 +469,7 @@ def _extract_one(row: dict, features: tuple[str, ...], store: FeatureStore | tup
     except Exception as e:
         if _fatal(e): raise
         out.update(status=_one_line(e), source="failed")
-    out["seconds"] = round(time.perf_counter() - t0, 4)
+    out["seconds"], out["damaged"] = round(time.perf_counter() - t0, 4), store.damaged - damaged
     return out
 
 def usable_tracks(tracks: pd.DataFrame) -> pd.DataFrame:
@@ -466,9 +502,12 @@ def _extract(tracks, features, jobs, cache_dir, params, sr, force=False, progres
             # joblib's active backend: loky processes by default, a Dask cluster inside `joblib.parallel_config("dask")`
             it = Parallel(n_jobs=min(jobs, len(todo)), return_as="generator_unordered")(
                 delayed(lib._extract_one)(r, features, args, force) for r in todo)
+        found = store.damaged                          # a worker in this process counts into `store` too
         for res in tqdm(it, total=len(todo), desc=f"features ({', '.join(features)})", unit="track",
                         disable=not progress, leave=False):
             results[res["track_id"]] = res
+        store.damaged = found + sum(res["damaged"] for res in results.values() if "damaged" in res)
+    if store.damaged: _log.warning(f"recomputed {store.damaged} damaged cache entries")
     out = tracks[[c for c in ("track_id", "genre") if c in tracks.columns]].copy()
     blank = {"status": None, "source": "skipped", "content_hash": "", "seconds": 0.0}
     res = pd.DataFrame([{k: results.get(t, blank)[k] for k in blank} for t in out.track_id], index=out.index, columns=list(blank))
@@ -500,16 +539,18 @@ def _load_all(tracks: pd.DataFrame, feature: str, cache_dir=None, params=None, s
     meta = _extract(tracks, [feature], jobs, cache_dir, params, sr, progress=progress)
     meta = meta[meta.source != "skipped"]
     store = FeatureStore(cache_dir, sr, dict(params or {}))
-    ids, arrays, failed = [], [], {}
+    ids, arrays, failed, damaged = [], [], {}, 0
     for r in meta.itertuples():
         if r.status != "ok": failed[r.track_id] = r.status; continue
         x = store.load(r.content_hash, feature, mmap=mmap)
         if x is None:                                  # damaged since `extract` checked it: recompute once, here
+            damaged += 1
             row = tracks.loc[tracks.track_id == r.track_id].iloc[0].to_dict()
             res = _extract_one({**row, "content_hash": r.content_hash}, (feature,), store, force=True)
             x = store.load(r.content_hash, feature, mmap=mmap) if res["status"] == "ok" else None
             if x is None: failed[r.track_id] = res["status"]; continue
         ids.append(r.track_id); arrays.append(x)
+    if damaged: _log.warning(f"recomputed {damaged} damaged cache entries")
     return ids, arrays, failed
 
 def load_features(tracks: pd.DataFrame,                 # tracks table (only rows with status "ok" are used)
