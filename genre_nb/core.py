@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #e4d0ac73
 from __future__ import annotations
-import datetime, hashlib, io, json, logging, os, random, tempfile
+import datetime, hashlib, io, json, logging, os, random, sys, tempfile
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,11 +24,18 @@ GENRES: tuple[str, ...] = ("blues", "classical", "country", "disco", "hiphop",
                            "jazz", "metal", "pop", "reggae", "rock")
 
 # %% ../nbs/00_core.ipynb #adcb45f2
+class _StderrHandler(logging.StreamHandler):
+    "Writes to whatever `sys.stderr` is at the time of each record (the CLI swaps it to keep native libraries quiet)."
+    @property
+    def stream(self, _sys=sys): return _sys.stderr   # bound now: still there while the interpreter shuts down
+    @stream.setter
+    def stream(self, value): pass
+
 def get_logger(name: str = "genre_nb") -> logging.Logger:
     "The package logger (children: `genre_nb.data`, ...); a handler is added once, to stderr."
     root = logging.getLogger("genre_nb")
     if not root.handlers:
-        h = logging.StreamHandler()
+        h = _StderrHandler()
         h.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
         root.addHandler(h)
         root.setLevel(logging.INFO)

@@ -20,10 +20,11 @@ log = get_logger("genre_nb.data")
 
 # %% auto #0
 __all__ = ['log', 'AUDIO_EXTS', 'GENRE_STYLES', 'SYNTH_VERSION', 'AUDIT_COLUMNS', 'SPLITS', 'MIN_PER_GENRE', 'AudioError',
-           'audio_format', 'read_audio', 'load_audio', 'sturm_index', 'find_tracks', 'name_collisions', 'render_track',
-           'synthetic_styles', 'make_synthetic', 'audio_hash', 'audit_track', 'truncation', 'audit', 'genre_summary',
-           'duplicates', 'SplitError', 'filtered_lists', 'paper_split', 'filtered_split', 'make_split', 'Dataset',
-           'fingerprint', 'synthetic_dir', 'open_dataset', 'prepare', 'audit_figure', 'simple_stats', 'calibrate']
+           'audio_format', 'open_audio', 'read_audio', 'load_audio', 'sturm_index', 'find_tracks', 'name_collisions',
+           'render_track', 'synthetic_styles', 'make_synthetic', 'audio_hash', 'audit_track', 'truncation', 'audit',
+           'genre_summary', 'duplicates', 'SplitError', 'filtered_lists', 'paper_split', 'filtered_split', 'make_split',
+           'Dataset', 'fingerprint', 'synthetic_dir', 'open_dataset', 'prepare', 'audit_figure', 'simple_stats',
+           'calibrate']
 
 # %% ../nbs/01_data_audit.ipynb #be41a6aa
 class AudioError(GenreNBError):
@@ -51,17 +52,23 @@ def _decode_error(e: Exception, fmt: str) -> str:
     if "pipe?" in msg: msg = f"no valid {fmt} audio data (damaged, or not {fmt})"
     return msg[:120]
 
-def read_audio(path: Path | str) -> tuple[np.ndarray, int]:
-    "Decode `path` at its own rate: (float32 samples, mono, in [-1, 1]; sample rate). Raises `AudioError`."
+def open_audio(path: Path | str) -> tuple[sf.SoundFile, str]:
+    "Check `path` (a file, not empty, a known container) and open its decoder: (SoundFile, format). Raises `AudioError`."
     path = Path(path)
+    if path.is_dir(): raise AudioError(f"{path} is a folder, not an audio file")
     if not path.is_file(): raise AudioError(f"no such file: {path}")
     if path.stat().st_size == 0: raise AudioError("empty file (0 bytes)")
     if (fmt := audio_format(path)) is None:
         raise AudioError("not audio (cannot decode: no WAV, AU, FLAC, OGG, MP3, AIFF or CAF header)")
-    try:
-        y, sr = sf.read(path, dtype="float32", always_2d=True)
-    except Exception as e:
-        raise AudioError(f"cannot decode: {_decode_error(e, fmt)}") from None
+    try: return sf.SoundFile(path), fmt
+    except Exception as e: raise AudioError(f"cannot decode: {_decode_error(e, fmt)}") from None
+
+def read_audio(path: Path | str) -> tuple[np.ndarray, int]:
+    "Decode `path` at its own rate: (float32 samples, mono, in [-1, 1]; sample rate). Raises `AudioError`."
+    f, fmt = open_audio(path)
+    with f:
+        try: y, sr = f.read(dtype="float32", always_2d=True), f.samplerate
+        except Exception as e: raise AudioError(f"cannot decode: {_decode_error(e, fmt)}") from None
     if len(y) == 0: raise AudioError("no audio samples")
     return y.mean(axis=1) if y.shape[1] > 1 else y[:, 0], int(sr)
 

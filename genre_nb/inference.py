@@ -16,7 +16,7 @@ from fastcore.basics import patch
 
 from . import core, training
 from .core import DataError, GenreNBError, ParameterError, atomic_write, check_choice, check_float, check_int, write_text
-from .data import AUDIO_EXTS, AudioError, read_audio, sturm_index
+from .data import AUDIO_EXTS, AudioError, _decode_error, open_audio, sturm_index
 from .evaluate import classification_report_df, confusion_heatmap
 from .training import BundleError, read_arrays, read_json, refuse_pickles
 
@@ -257,16 +257,6 @@ MIN_SECONDS = 3.0  # one musicnn patch / one deep-model segment
 
 def _mono(b: np.ndarray) -> np.ndarray: return b.mean(axis=1) if b.ndim == 2 and b.shape[1] > 1 else b.reshape(len(b), -1)[:, 0]
 
-def _open(path: Path) -> sf.SoundFile:
-    "The decoder of one file, after the checks `read_audio` makes; `AudioError` with one line."
-    if path.is_dir(): raise AudioError(f"{path} is a folder, not an audio file")
-    if not path.is_file(): raise AudioError(f"no such file: {path}")
-    if path.stat().st_size == 0: raise AudioError("empty file (0 bytes)")
-    try: return sf.SoundFile(path)
-    except Exception as e:
-        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise AudioError("cannot decode: not a format soundfile reads (wav, flac, ogg, mp3, au, aiff)"
-                         if "Format not recognised" in msg or "pipe" in msg else f"cannot decode: {msg[:120]}") from None
 
 # %% ../nbs/09_predict.ipynb #5855ef8c
 def decoded_blocks(src,                    # a path, or a (waveform, sample rate) pair
@@ -279,12 +269,13 @@ def decoded_blocks(src,                    # a path, or a (waveform, sample rate
         y, r = np.asarray(src[0], np.float32), int(src[1])
         y = y.mean(axis=0 if y.shape[0] <= 2 else 1) if y.ndim == 2 else y
         yield y if r == sr else soxr.resample(y, r, sr, quality="HQ").astype(np.float32); return
-    with _open(Path(src)) as f:
+    f, fmt = open_audio(src)
+    with f:
         rs = None if f.samplerate == sr else soxr.ResampleStream(f.samplerate, sr, 1, dtype="float32", quality="HQ")
         n = max(1, int(block_s * f.samplerate))
         while True:
             try: b = f.read(n, dtype="float32", always_2d=True)
-            except Exception as e: raise AudioError(f"cannot decode: {str(e).splitlines()[0][:120]}") from None
+            except Exception as e: raise AudioError(f"cannot decode: {_decode_error(e, fmt)}") from None
             last = len(b) < n
             y = _mono(b)
             out = y if rs is None else rs.resample_chunk(y, last=last)

@@ -185,3 +185,10 @@ def test_shipped_model_same_genre_at_any_rate(gtzan_dir, tmp_path):
         assert max((lo - o).abs().max(), (hi - o).abs().max()) < 0.1, p.stem            # the same probabilities, nearly
         if o.nlargest(2).diff().abs().iloc[-1] > 0.1:                                   # a clear answer stays the answer
             assert lo.idxmax() == o.idxmax() == hi.idxmax(), p.stem
+
+
+@pytest.mark.parametrize("suffix", [".au", ".wav", ".mp3"])
+def test_random_bytes_are_not_audio(tmp_path, suffix):
+    f = tmp_path / f"noise{suffix}"; f.write_bytes(np.random.default_rng(0).integers(0, 256, 200_000, dtype=np.uint8).tobytes())
+    r = run("predict", f)
+    assert r.returncode == 1 and r.stderr.count("\n") == 1 and "not audio" in r.stderr, r.stderr
