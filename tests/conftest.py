@@ -1,4 +1,7 @@
-"""Shared pytest fixtures: the real GTZAN material beside the project (skipped when absent) and bad audio files."""
+"""Shared pytest fixtures: the optional real GTZAN material (skipped, saying why, when absent) and bad audio files.
+
+The real material is found by `genre_nb.core.real_data`, the one place that knows where it is: $GENRE_NB_TEST_DATA,
+else ../shared/data beside the project. Point GENRE_NB_TEST_DATA at an empty folder to run without it."""
 import os
 from pathlib import Path
 
@@ -6,8 +9,19 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from genre_nb.core import real_data
+
 ROOT = Path(__file__).resolve().parents[1]
-GTZAN = ROOT.parent / "shared" / "data" / "gtzan"
+
+
+def _material(*parts: str, what: str) -> Path:
+    "`real_data(*parts)`, or skip the test with a one-line reason naming GENRE_NB_TEST_DATA."
+    p, rel = real_data(*parts), "/".join(parts)
+    if p is None:
+        where = (f"no {rel} in GENRE_NB_TEST_DATA={os.environ['GENRE_NB_TEST_DATA']!r}" if "GENRE_NB_TEST_DATA" in os.environ
+                 else f"GENRE_NB_TEST_DATA is unset and there is no ../shared/data/{rel} beside the project")
+        pytest.skip(f"optional real {what} not found: {where}")
+    return p
 
 
 @pytest.fixture(autouse=True)
@@ -19,10 +33,20 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
 
 @pytest.fixture(scope="session")
 def gtzan_dir() -> Path:
-    "The shared real GTZAN material (10 excerpts, feature table, splits); skip when this checkout lacks it."
-    if not (GTZAN / "audio" / "genres_original").is_dir():
-        pytest.skip(f"real GTZAN material not found at {GTZAN} (it sits beside the project in development, not in a fresh clone)")
-    return GTZAN
+    "The real GTZAN material (10 excerpts under audio/genres_original, feature table, splits); skip when absent."
+    return _material("gtzan", "audio", "genres_original", what="GTZAN excerpts").parents[1]
+
+
+@pytest.fixture(scope="session")
+def kaggle_csv() -> Path:
+    "Kaggle's real GTZAN feature table, features_30_sec.csv (1000 rows); skip when absent."
+    return _material("gtzan", "features_30_sec.csv", what="GTZAN feature table")
+
+
+@pytest.fixture(scope="session")
+def gtzan_mini_dir() -> Path:
+    "gtzan_mini: 10 real FLAC excerpts per genre, Marsyas layout (genres/<genre>/<genre>.000NN.flac); skip when absent."
+    return _material("gtzan_mini", "genres", what="gtzan_mini FLACs")
 
 
 @pytest.fixture

@@ -18,10 +18,6 @@ from genre_nb.baselines import (BASELINES, KAGGLE_REFERENCE, FeatureMatrix, fit_
                                 reference_check, run_baselines)
 
 ROOT = Path(__file__).resolve().parents[1]
-GTZAN = Path(__file__).resolve().parents[2] / "shared" / "data" / "gtzan"
-KAGGLE_CSV = GTZAN / "features_30_sec.csv"
-needs_kaggle = pytest.mark.skipif(not KAGGLE_CSV.is_file(),
-                                  reason=f"real GTZAN feature table not found at {KAGGLE_CSV} (development checkouts only)")
 
 # a tiny prediction set worked out by hand: 2 blues (1 right, 1 -> classical), 2 classical (both right),
 # 2 country (1 right, 1 -> blues), 1 rock predicted as metal
@@ -142,19 +138,17 @@ def test_same_seed_same_numbers_new_seed_new_split(tmp_path):
     assert ids(a[0]) != ids(a[6])
 
 
-@needs_kaggle
-def test_kaggle_csv_is_read_as_57_features():
-    fm = read_kaggle_csv(KAGGLE_CSV)
+def test_kaggle_csv_is_read_as_57_features(kaggle_csv):
+    fm = read_kaggle_csv(kaggle_csv)
     assert fm.X.shape == (1000, 57) and fm.features == "kaggle57" and fm.dataset == "kaggle_csv"
     assert "length" not in fm.columns and "label" not in fm.columns
     assert fm.tracks.track_id[0] == "blues.00000" and (fm.tracks.genre.value_counts() == 100).all()
 
 
-@needs_kaggle
 @pytest.mark.parametrize("split", ["paper", "filtered"])
-def test_kaggle_reference_accuracies(split):
+def test_kaggle_reference_accuracies(split, kaggle_csv):
     "The reference protocol (10 seeds; filtered: train+valid -> test) reproduces SOURCES.md within 0.03."
-    chk = reference_check(read_kaggle_csv(KAGGLE_CSV), split, range(10), n_jobs=2)
+    chk = reference_check(read_kaggle_csv(kaggle_csv), split, range(10), n_jobs=2)
     assert chk.model.tolist() == list(BASELINES)
     assert (chk.reference == [KAGGLE_REFERENCE[split][m] for m in BASELINES]).all()
     assert (chk["diff"].abs() < 0.03).all(), chk.to_string()
@@ -198,9 +192,8 @@ def test_notebook_bad_parameters_fail_at_once(tmp_path, params, message):
     assert not (tmp_path / "reports").exists()          # nothing written before the check
 
 
-@needs_kaggle
-def test_notebook_on_kaggle_csv_writes_every_report(tmp_path):
-    r = _papermill(tmp_path, "-p", "source", "kaggle_csv", "-p", "csv_path", str(KAGGLE_CSV), "-p", "quick", "True",
+def test_notebook_on_kaggle_csv_writes_every_report(tmp_path, kaggle_csv):
+    r = _papermill(tmp_path, "-p", "source", "kaggle_csv", "-p", "csv_path", str(kaggle_csv), "-p", "quick", "True",
                    "-p", "seed", "0")
     assert r.returncode == 0, r.stderr[-3000:]
     out = tmp_path / "reports" / "03_baselines"

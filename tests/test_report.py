@@ -18,9 +18,6 @@ from genre_nb.report import (PAPER_MODELS, RESULTS_END, RESULTS_START, artist_le
                              results_summary, split_gap, update_readme, write_reports_index)
 
 ROOT = Path(__file__).resolve().parents[1]
-KAGGLE_CSV = ROOT.parent / "shared" / "data" / "gtzan" / "features_30_sec.csv"
-needs_kaggle = pytest.mark.skipif(not KAGGLE_CSV.is_file(),
-                                  reason=f"real GTZAN feature table not found at {KAGGLE_CSV} (development checkouts only)")
 
 
 def row(model, dataset, split, seed, acc, quick=False, date="2026-01-01T00:00:00", **kw):
@@ -104,11 +101,10 @@ def test_reports_index_lists_what_is_present(tmp_path):
     assert "notebooks/05_rnn.ipynb" not in text and "README.md](" not in text
 
 
-@needs_kaggle
-def test_split_gap_on_real_gtzan_features():
+def test_split_gap_on_real_gtzan_features(kaggle_csv):
     "Kaggle's GTZAN table: the artist-filtered split costs every baseline >= 8 points; LR matches the reference 0.534."
     from genre_nb.baselines import read_kaggle_csv
-    fm = read_kaggle_csv(KAGGLE_CSV)
+    fm = read_kaggle_csv(kaggle_csv)
     runs, f1 = measure_split_gap(fm, ("logreg", "sgd", "rf"), seeds=(0, 1, 2), n_estimators=100, n_jobs=2)
     assert len(runs) == 3 * 3 * 2 and set(runs.dataset) == {"kaggle_csv"}
     g = split_gap(results_summary(runs)).set_index("model")
