@@ -255,7 +255,7 @@ def set_default_model(path: Path | str | None) -> Path | None:
 MODEL_SR = 22050   # every model decodes audio at this rate first, as in training
 MIN_SECONDS = 3.0  # one musicnn patch / one deep-model segment
 
-def _mono(b: np.ndarray) -> np.ndarray: return b.mean(axis=1) if b.ndim == 2 and b.shape[1] > 1 else b.reshape(len(b), -1)[:, 0]
+def _mono(b: np.ndarray) -> np.ndarray: return b.mean(axis=1) if b.shape[1] > 1 else b[:, 0]   # (frames, channels) -> (frames,)
 
 
 # %% ../nbs/09_predict.ipynb #5855ef8c

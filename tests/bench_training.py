@@ -41,8 +41,11 @@ def _builder(model, seg):
     return lambda: build_hybrid(seg.frames, SHAPES["hybrid"])
 
 
-class _Identity:
-    def transform(self, a): return a
+def _identity(rows: int):
+    "A fitted scaler that changes nothing (mean 0, scale 1): bundles store scalers as arrays."
+    from genre_nb.features import FeatureScaler
+    s = FeatureScaler(); s.mean_, s.scale_ = np.zeros(rows, np.float32), np.ones(rows, np.float32)
+    return s
 
 
 def bench(model, n_train, n_valid, epochs, crops, rng):
@@ -54,7 +57,7 @@ def bench(model, n_train, n_valid, epochs, crops, rng):
         per_epoch = res.history.seconds.iloc[1:].mean() if len(res.history) > 1 else res.history.seconds.iloc[0]
         inputs = {k: FEATURES[k] for k in SHAPES[model]}
         cfgd = {"model": model, "inputs": inputs, "pooled": seg.pooled, "segment": {"seconds": 3.0}}
-        scalers = {f: _Identity() for fs in inputs.values() for f in fs}
+        scalers = {f: _identity(ROWS[f]) for fs in inputs.values() for f in fs}
         T.save_bundle(Path(d) / "b", res.model, cfgd, scalers)
         b = T.load_bundle(Path(d) / "b")
         feats = {f: rng.normal(size=(ROWS[f], 10 if f == "musicnn" else FRAMES)).astype(np.float32)
