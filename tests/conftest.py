@@ -1,7 +1,7 @@
 """Shared pytest fixtures: the optional real GTZAN material (skipped, saying why, when absent) and bad audio files.
 
-The real material is found by `genre_nb.core.real_data`, the one place that knows where it is: $GENRE_NB_TEST_DATA,
-else ../shared/data beside the project. Point GENRE_NB_TEST_DATA at an empty folder to run without it."""
+The real material is found by `genre_nb.core.real_data`, the one place that knows where it is (see its docstring).
+Point GENRE_NB_TEST_DATA at an empty folder to run without it."""
 import os
 from pathlib import Path
 
