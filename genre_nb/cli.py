@@ -303,15 +303,13 @@ def _predict(args: argparse.Namespace) -> int:
             if out.suffix.lower() == ".csv": df.to_csv(f, index=False)
             else: json.dump({"model": info, "rows": json.loads(df.to_json(orient="records"))}, f, indent=1)
     if args.json:
-        res = []
-        for f, g in good.groupby("file", sort=False):
-            top = lambda r: [{"genre": n, "probability": p} for n, p in _top(r, labels, k)]
-            item = {"file": f, "top": top(g[labels].mul(g.end_s - g.start_s, axis=0).sum() / (g.end_s - g.start_s).sum())
-                    if args.segments else top(g.iloc[0])}
-            if args.segments:
+        files = I.per_file(df, labels).set_index("file") if args.segments else good.set_index("file")
+        top = lambda r: [{"genre": n, "probability": p} for n, p in _top(r, labels, k)]
+        res = [{"file": f, "top": top(files.loc[f])} for f in dict.fromkeys(good.file)]
+        if args.segments:
+            for item, (_, g) in zip(res, good.groupby("file", sort=False)):
                 item["segments"] = [{"segment": int(r.segment), "start_s": float(r.start_s), "end_s": float(r.end_s), "top": top(r)}
                                     for _, r in g.iterrows()]
-            res.append(item)
         print(json.dumps({"model": info, "results": res + [{"file": r.file, "error": r.error} for r in bad.itertuples()]}))
     else:
         print(f"# model {info['name']} ({why}): trained on {info['trained_on']}; estimated accuracy {info['estimated_accuracy']}")

@@ -20,11 +20,11 @@ log = get_logger("genre_nb.data")
 
 # %% auto #0
 __all__ = ['log', 'AUDIO_EXTS', 'GENRE_STYLES', 'SYNTH_VERSION', 'AUDIT_COLUMNS', 'SPLITS', 'MIN_PER_GENRE', 'AudioError',
-           'audio_format', 'open_audio', 'read_audio', 'load_audio', 'sturm_index', 'find_tracks', 'name_collisions',
-           'render_track', 'synthetic_styles', 'make_synthetic', 'audio_hash', 'audit_track', 'truncation', 'audit',
-           'genre_summary', 'duplicates', 'SplitError', 'filtered_lists', 'paper_split', 'filtered_split', 'make_split',
-           'Dataset', 'fingerprint', 'synthetic_dir', 'open_dataset', 'prepare', 'audit_figure', 'simple_stats',
-           'calibrate']
+           'audio_format', 'to_mono', 'open_audio', 'read_audio', 'load_audio', 'sturm_index', 'find_tracks',
+           'name_collisions', 'render_track', 'synthetic_styles', 'make_synthetic', 'audio_hash', 'audit_track',
+           'truncation', 'audit', 'genre_summary', 'duplicates', 'SplitError', 'filtered_lists', 'paper_split',
+           'filtered_split', 'make_split', 'Dataset', 'fingerprint', 'synthetic_dir', 'open_dataset', 'prepare',
+           'audit_figure', 'simple_stats', 'calibrate']
 
 # %% ../nbs/01_data_audit.ipynb #be41a6aa
 class AudioError(GenreNBError):
@@ -52,6 +52,11 @@ def _decode_error(e: Exception, fmt: str) -> str:
     if "pipe?" in msg: msg = f"no valid {fmt} audio data (damaged, or not {fmt})"
     return msg[:120]
 
+def to_mono(frames: np.ndarray,  # (n_frames, n_channels), as soundfile reads with `always_2d=True`
+           ) -> np.ndarray:      # (n_frames,): the mean of the channels
+    "Mix decoded frames down to mono: the one mixdown of every loader (the audit, features, predict)."
+    return frames.mean(axis=1) if frames.shape[1] > 1 else frames[:, 0]
+
 def open_audio(path: Path | str) -> tuple[sf.SoundFile, str]:
     "Check `path` (a file, not empty, a known container) and open its decoder: (SoundFile, format). Raises `AudioError`."
     path = Path(path)
@@ -70,7 +75,7 @@ def read_audio(path: Path | str) -> tuple[np.ndarray, int]:
         try: y, sr = f.read(dtype="float32", always_2d=True), f.samplerate
         except Exception as e: raise AudioError(f"cannot decode: {_decode_error(e, fmt)}") from None
     if len(y) == 0: raise AudioError("no audio samples")
-    return y.mean(axis=1) if y.shape[1] > 1 else y[:, 0], int(sr)
+    return to_mono(y), int(sr)
 
 def load_audio(path: Path | str,  # an audio file soundfile can read
                sr: int = 22050,    # target sample rate

@@ -4,7 +4,7 @@
 
 # %% ../nbs/09_predict.ipynb #db5f9d3a
 from __future__ import annotations
-import datetime, hashlib, json, os, shutil, sys
+import datetime, json, os, shutil, sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -16,7 +16,8 @@ from fastcore.basics import patch
 
 from . import core, training
 from .core import DataError, GenreNBError, ParameterError, atomic_write, check_choice, check_float, check_int, write_text
-from .data import AUDIO_EXTS, AudioError, _decode_error, open_audio, sturm_index
+from .data import AUDIO_EXTS, AudioError, _decode_error, fingerprint, open_audio, sturm_index, to_mono
+from .embeddings import MUSICNN_DEFAULT, MUSICNN_FRAMES
 from .evaluate import classification_report_df, confusion_heatmap
 from .training import BundleError, read_arrays, read_json, refuse_pickles
 
@@ -24,11 +25,11 @@ _log = core.get_logger("genre_nb.inference")
 
 # %% auto #0
 __all__ = ['POOLINGS', 'TRANSFER_FORMAT', 'TRANSFER_README', 'SHIPPED_MODEL', 'MODEL_SR', 'MIN_SECONDS', 'CV_GRID', 'label_root',
-           'labelled_tracks', 'cv_groups', 'pool_embedding', 'select_pooling', 'TransferModel',
+           'labelled_tracks', 'cv_groups', 'single_artist_labels', 'pool_embedding', 'select_pooling', 'TransferModel',
            'transfer_from_pipeline', 'head_pipeline', 'save_transfer', 'load_transfer', 'trained_on', 'accuracy_text',
            'shipped_model_path', 'default_model_file', 'default_model_path', 'load_model', 'set_default_model',
            'decoded_blocks', 'audio_windows', 'model_labels', 'model_window', 'predict_window', 'audio_inputs',
-           'predict', 'tune_head', 'nested_cv', 'clip_vectors', 'TrainReport', 'train', 'save_training']
+           'per_file', 'predict', 'tune_head', 'nested_cv', 'clip_vectors', 'TrainReport', 'train', 'save_training']
 
 # %% ../nbs/09_predict.ipynb #36af2a0a
 def label_root(data_dir: Path) -> Path:
@@ -66,6 +67,11 @@ def cv_groups(tracks: pd.DataFrame,  # from `labelled_tracks`: label, track_id, 
     known = pd.DataFrame({"label": tracks.label.values, "artist": art}).dropna().groupby("label").artist.nunique()
     return np.array([f"artist:{a}" if a is not None and (strict or known.get(l, 0) >= 2) else f"track:{t}"
                      for a, l, t in zip(art, tracks.label, tracks.track_id)])
+
+def single_artist_labels(tracks: pd.DataFrame, groups: np.ndarray) -> list[str]:
+    "Labels with known artists none of which could be held out (one artist each): their tracks are split by track."
+    return sorted(l for l in tracks.label.unique() if tracks.artist[tracks.label == l].notna().any()
+                  and not any(g.startswith("artist:") for g in groups[(tracks.label == l).values]))
 
 # %% ../nbs/09_predict.ipynb #36516223
 POOLINGS = ("mean", "mean+std")
@@ -255,9 +261,6 @@ def set_default_model(path: Path | str | None) -> Path | None:
 MODEL_SR = 22050   # every model decodes audio at this rate first, as in training
 MIN_SECONDS = 3.0  # one musicnn patch / one deep-model segment
 
-def _mono(b: np.ndarray) -> np.ndarray: return b.mean(axis=1) if b.shape[1] > 1 else b[:, 0]   # (frames, channels) -> (frames,)
-
-
 # %% ../nbs/09_predict.ipynb #5855ef8c
 def decoded_blocks(src,                    # a path, or a (waveform, sample rate) pair
                    sr: int = MODEL_SR,     # the rate to resample to
@@ -277,7 +280,7 @@ def decoded_blocks(src,                    # a path, or a (waveform, sample rate
             try: b = f.read(n, dtype="float32", always_2d=True)
             except Exception as e: raise AudioError(f"cannot decode: {_decode_error(e, fmt)}") from None
             last = len(b) < n
-            y = _mono(b)
+            y = to_mono(b)
             out = y if rs is None else rs.resample_chunk(y, last=last)
             if len(out): yield out.astype(np.float32, copy=False)
             if last: return
@@ -344,12 +347,27 @@ def _classify(model, src, window_s: float) -> tuple[np.ndarray, list[tuple[float
     if peak == 0: raise AudioError("silent: the file holds no sound")
     return np.array(probs), spans
 
+def _row(file: str, p: np.ndarray, labels: list[str], **where) -> dict:
+    return {"file": file, **where, "genre": labels[int(np.argmax(p))], "probability": float(np.max(p)), **dict(zip(labels, map(float, p)))}
+
+def per_file(windows: pd.DataFrame,  # `predict(..., segments=True)`
+             labels: list[str],      # the model's labels (the probability columns)
+            ) -> pd.DataFrame:       # file, duration_s, genre, probability, one column per label, error
+    "One row per file from its windows: their probabilities weighted by duration; a file's error is kept."
+    rows = []
+    for f, g in windows.groupby("file", sort=False):
+        if g.error.notna().any(): rows.append({"file": f, "error": g.error.iloc[0]}); continue
+        w = (g.end_s - g.start_s).to_numpy(float)
+        rows.append(_row(f, w @ g[labels].to_numpy(float) / w.sum(), labels, duration_s=float(g.end_s.max())))
+    df = pd.DataFrame(rows)
+    return df.assign(error=None) if "error" not in df else df
+
 def predict(paths_or_arrays,          # files, folders, waveforms (22050 Hz) or (waveform, sr) pairs
             model=None,               # a model folder, a loaded model, or None (the default model)
             segments: bool = False,   # one row per window (a timeline) instead of one per file
             window_s: float | None = None, # window length (None: the model's own)
             progress: bool = False,   # a progress bar over the inputs (stderr)
-           ) -> pd.DataFrame:         # file, [segment, start_s, end_s,] genre, probability, duration_s, one column per label, error
+           ) -> pd.DataFrame:         # file, [segment, start_s, end_s | duration_s,] genre, probability, one column per label, error
     "Classify audio, window by window: one row per input (or per window); an input that cannot be used gets an `error`."
     from tqdm.auto import tqdm
     m = model if isinstance(model, (TransferModel, training.Bundle)) else load_model(model)
@@ -359,14 +377,10 @@ def predict(paths_or_arrays,          # files, folders, waveforms (22050 Hz) or 
         try: P, spans = _classify(m, src, win)
         except (GenreNBError, ValueError, RuntimeError, OSError) as e:
             rows.append({"file": name, "error": (str(e).splitlines() or [type(e).__name__])[0]}); continue
-        w = np.array([e - s for s, e in spans])
-        per = [(k, s, e, p) for k, ((s, e), p) in enumerate(zip(spans, P))] if segments else [(None, 0.0, spans[-1][1], (P * w[:, None]).sum(0) / w.sum())]
-        for k, s, e, p in per:
-            row = {"file": name, **({"segment": k, "start_s": s, "end_s": e} if segments else {"duration_s": e})}
-            rows.append({**row, "genre": labels[int(np.argmax(p))], "probability": float(np.max(p)), **dict(zip(labels, map(float, p)))})
+        rows += [_row(name, p, labels, segment=k, start_s=s, end_s=e) for k, ((s, e), p) in enumerate(zip(spans, P))]
     df = pd.DataFrame(rows)
-    if "error" not in df: df["error"] = None
-    return df
+    df = df.assign(error=None) if "error" not in df else df
+    return df if segments else per_file(df, labels)
 
 # %% ../nbs/09_predict.ipynb #824d82f3
 CV_GRID = {"pool__kw_args": [{"pooling": p} for p in POOLINGS], "head__C": [0.01, 0.1, 1.0, 10.0]}
@@ -433,6 +447,14 @@ def _summary(cv: pd.DataFrame, kind: str) -> dict:
     a = cv[cv.kind == kind].accuracy
     return {"accuracy": float(a.mean()), "std": float(a.std(ddof=1)) if len(a) > 1 else 0.0}
 
+def _transfer_meta(tracks: pd.DataFrame, labels: list[str], embedding: str, name: str | None, seed: int, cv: dict) -> dict:
+    "What a transfer model says about itself: embedding, window, training data (named, never a path), cross-validation."
+    return {"embedding": {"name": embedding, **(MUSICNN_DEFAULT if embedding == "musicnn" else {}), "sr": 16000},
+            "window_s": 10 * MUSICNN_FRAMES * 256 / 16000 if embedding == "musicnn" else 30.72,  # 10 patches; 32 VGGish frames
+            "trained_on": {"name": name or Path(str(tracks.path.iloc[0])).parents[1].name, "tracks": len(tracks),
+                           "labels": len(labels), "fingerprint": fingerprint(tracks.rename(columns={"label": "genre"}))},
+            "cv": cv, "seed": seed, "genre_nb": core.package_version(), "date": datetime.datetime.now().isoformat(timespec="seconds")}
+
 def train(data,                        # a labelled folder (one subfolder per label), or a `labelled_tracks` table
           embedding: str = "musicnn",  # the pretrained clip embedding
           folds: int = 5,              # outer folds (fewer if a label has fewer tracks)
@@ -457,18 +479,9 @@ def train(data,                        # a labelled folder (one subfolder per la
     if strict and (gs != g).any() and len(set(gs)) >= folds: cvs.append(nested_cv(X, y, gs, folds, repeats, seed)[0].assign(kind="strict"))
     cv = pd.concat(cvs, ignore_index=True)[["kind", "repeat", "fold", "n_test", "accuracy", "pooling", "C"]]
     final = tune_head(X, y, g, folds, seed).best_estimator_
-    single = sorted(l for l in labels if tracks[tracks.label == l].artist.notna().any() and not any(
-        s.startswith("artist:") for s in g[tracks.label.values == l]))
-    fp = hashlib.sha1("\n".join(sorted(f"{l}/{h}" for l, h in zip(tracks.label, tracks.content_hash))).encode()).hexdigest()[:12]
-    cvinfo = {**_summary(cv, "grouped"), "folds": folds, "repeats": repeats, "single_artist_labels": single,
-              **({f"strict_{k}": v for k, v in _summary(cv, "strict").items()} if (cv.kind == "strict").any() else {})}
-    from genre_nb.embeddings import MUSICNN_DEFAULT, MUSICNN_FRAMES
-    meta = {"embedding": {"name": embedding, **(MUSICNN_DEFAULT if embedding == "musicnn" else {}), "sr": 16000},
-            "window_s": 10 * MUSICNN_FRAMES * 256 / 16000 if embedding == "musicnn" else 30.72,
-            "trained_on": {"name": name or Path(str(tracks.path.iloc[0])).parents[1].name, "tracks": len(tracks),
-                           "labels": len(labels), "fingerprint": fp},
-            "cv": cvinfo, "seed": seed, "genre_nb": core.package_version(),
-            "date": datetime.datetime.now().isoformat(timespec="seconds")}
+    meta = _transfer_meta(tracks, labels, embedding, name, seed, {
+        **_summary(cv, "grouped"), "folds": folds, "repeats": repeats, "single_artist_labels": single_artist_labels(tracks, g),
+        **({f"strict_{k}": v for k, v in _summary(cv, "strict").items()} if (cv.kind == "strict").any() else {})})
     model = transfer_from_pipeline(final, labels, meta)
     pred = pd.DataFrame({"track_id": tracks.track_id, "label": tracks.label, "predicted": [labels[i] for i in oof.argmax(1)],
                          "probability": oof.max(1)})
