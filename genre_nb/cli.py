@@ -407,6 +407,9 @@ def write_readme(root: Path | str | None = None,   # the project root (default: 
     text = render_index(root / "nbs" / "index.ipynb")
     if text != before: write_text(readme, text)
     if not read_results(_anchor(reports_dir) / "results.csv").empty: update_readme(readme, readme_table(reports_dir))
+    mini = _anchor(reports_dir) / "gtzan_mini"          # `genre-nb reproduce --data-dir <GTZAN-mini> --reports-dir reports/gtzan_mini`
+    if not read_results(mini / "results.csv").empty:
+        update_readme(readme, readme_table(mini, dataset="GTZAN-mini (100 real tracks)"), "results-gtzan-mini")
     return readme.read_text() != before
 
 def _readme(args: argparse.Namespace) -> int:

@@ -138,6 +138,7 @@ def results_markdown(summary: pd.DataFrame,            # from `results_summary`
                      title: str | None = "Results: the paper beside this run", # heading text (None: no heading)
                      heading: str = "###",             # the heading's markdown level
                      notes: bool = True,               # add the footnotes (what std means, quick runs)
+                     dataset: str | None = None,       # every row's data under this name (default: from the store)
                     ) -> str:                          # a markdown section
     "The paper-vs-this-run table in markdown; dataset, split and seeds are named on every row."
     t = paper_comparison(summary)
@@ -148,7 +149,7 @@ def results_markdown(summary: pd.DataFrame,            # from `results_summary`
     for r in t.itertuples():
         if r.status == "no runs yet":
             lines.append(f"| {r.name} | {_f3(r.paper_accuracy)} | no runs yet | 0 | – | – | – |"); continue
-        ds = dataset_label(r.dataset) + (", **quick run: not comparable**" if r.quick else "")
+        ds = (dataset or dataset_label(r.dataset)) + (", **quick run: not comparable**" if r.quick else "")
         feats = r.features + (f" ({r.view})" if r.view and r.view not in ("table",) else "")
         lines.append(f"| {r.name} | {_f3(r.paper_accuracy)} | {_spread(r.mean, r.std, r.n_seeds)} | {int(r.n_seeds)} | "
                      f"{ds} | {split_label(r.split)} | {feats} |")
@@ -477,25 +478,28 @@ RESULTS_START, RESULTS_END = "<!-- results:start -->", "<!-- results:end -->"
 
 def update_readme(readme_path: Path | str,  # the README.md to update
                   results_md_table: str,    # the markdown to put between the markers (e.g. `readme_table()`)
+                  block: str = "results",   # the markers' name: `<!-- {block}:start -->` ... `<!-- {block}:end -->`
                  ) -> bool:                 # True if the file changed
-    "Replace the text between `<!-- results:start -->` and `<!-- results:end -->` in `readme_path`."
+    "Replace the text between `<!-- results:start -->` and `<!-- results:end -->` (or another block's) in `readme_path`."
     path = Path(readme_path)
     if not path.is_file(): raise GenreNBError(f"README not found: {path}")
     text = path.read_text(encoding="utf-8")
-    i, j = text.find(RESULTS_START), text.find(RESULTS_END)
+    start, end = f"<!-- {block}:start -->", f"<!-- {block}:end -->"
+    i, j = text.find(start), text.find(end)
     if i < 0 or j < 0 or j < i:
-        raise GenreNBError(f"{path} has no '{RESULTS_START}' ... '{RESULTS_END}' markers to put the results table between")
-    new = text[: i + len(RESULTS_START)] + "\n" + results_md_table.strip("\n") + "\n" + text[j:]
+        raise GenreNBError(f"{path} has no '{start}' ... '{end}' markers to put the results table between")
+    new = text[: i + len(start)] + "\n" + results_md_table.strip("\n") + "\n" + text[j:]
     if new == text: return False
     core.write_text(path, new)
     return True
 
 def readme_table(reports_dir: Path | str = "reports", # where the results store is (reports_dir/results.csv)
                  include_quick: bool = False,         # quick runs are left out of the README by default
+                 dataset: str | None = None,          # name every row's data so (e.g. "GTZAN-mini (100 real tracks)")
                 ) -> str:                             # markdown, for `update_readme`
     "The paper-vs-this-run table from the results store, for the README."
     store = core.read_results(core._anchor(reports_dir) / "results.csv")
-    return results_markdown(results_summary(store, include_quick), title=None)
+    return results_markdown(results_summary(store, include_quick), title=None, dataset=dataset)
 
 # %% ../nbs/07_discussion.ipynb #4f2bd36b
 def gap_markdown(gap: pd.DataFrame,   # from `split_gap` (+ a `source` column)
