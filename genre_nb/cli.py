@@ -14,7 +14,12 @@ import numpy as np
 import pandas as pd
 
 from . import inference as I
-from .core import GenreNBError, ParameterError, atomic_write, check_float, check_int, get_logger
+from .core import (DataError, GenreNBError, ParameterError, _anchor, atomic_write, check_choice, check_float, check_int,
+    get_logger, project_root, read_results, write_text)
+from .data import AUDIT_COLUMNS, SPLITS, audit, duplicates, find_tracks, genre_summary, name_collisions
+from .data import open_dataset, prepare
+from .download import MINI_MD5, MINI_URL, download_mini
+from .report import readme_table, update_readme
 from .training import convert_legacy_bundle
 
 # %% auto #0
@@ -23,7 +28,6 @@ __all__ = ['CHAPTERS', 'ChapterFailed', 'run_chapter', 'reproduce', 'render_inde
 # %% ../nbs/08_cli.ipynb #2071e440
 def _out_folder(option: str, value) -> Path:
     "The folder an option names (made later if missing); a one-line `ParameterError` if it, or a parent, is no writable folder."
-    from genre_nb.core import ParameterError
     p = Path(value).expanduser()
     q = next(q for q in (p, *p.parents) if q.exists())    # the nearest part that exists
     if not q.is_dir(): raise ParameterError(f"{option} {value}: {q} is a file, not a folder")
@@ -32,7 +36,6 @@ def _out_folder(option: str, value) -> Path:
 
 def _out_file(option: str, value) -> Path:
     "The file an option names (to be written); a one-line `ParameterError` if it is a folder or cannot be made."
-    from genre_nb.core import ParameterError
     p = Path(value).expanduser()
     if p.is_dir(): raise ParameterError(f"{option} {value} is a folder; give a file name, e.g. {p / 'features.csv'}")
     _out_folder(option, p.parent)
@@ -40,8 +43,6 @@ def _out_file(option: str, value) -> Path:
 
 def _audit(args: argparse.Namespace) -> int:
     "genre-nb audit: print the audit table and per-genre summary, write audit.csv."
-    from genre_nb.data import AUDIT_COLUMNS, audit, duplicates, find_tracks, genre_summary, name_collisions, open_dataset
-    from genre_nb.core import atomic_write, check_float, check_int
     jobs, min_duration = check_int("--jobs", args.jobs, 1), check_float("--min-duration", args.min_duration, 0)
     tracks_per_genre, duration = check_int("--tracks-per-genre", args.tracks_per_genre, 1), check_float("--duration", args.duration, 0.5, 600)
     out = _out_folder("--out", args.out)
@@ -105,8 +106,6 @@ def _backend(name: str, scheduler: str | None = None, jobs: int = 2):
 
 def _extract(args: argparse.Namespace) -> int:
     "genre-nb extract: one CSV row per usable track with the requested features as columns."
-    from genre_nb.core import atomic_write, check_choice, check_int
-    from genre_nb.data import open_dataset, prepare
     from genre_nb.features import check_features, feature_table
     feats = check_features(args.features); jobs = check_int("--jobs", args.jobs, 1)
     check_choice("--backend", args.backend, ("loky", "dask"))
@@ -142,8 +141,6 @@ def _add_extract(sub) -> None:
 
 def _bench(args: argparse.Namespace) -> int:
     "genre-nb bench: per feature, median ms per 30 s track, shared STFT vs separate librosa calls."
-    from genre_nb.core import check_int
-    from genre_nb.data import find_tracks
     from genre_nb.features import bench
     check_int("--n-tracks", args.n_tracks, 1); check_int("--repeats", args.repeats, 1)
     paths = list(find_tracks(args.data_dir).path) if args.data_dir else None
@@ -171,7 +168,6 @@ class ChapterFailed(GenreNBError):
 def _chapters(only: str | None) -> list[str]:
     "The chapters to run: all, or those named in `only` (e.g. `01,03_baselines`)."
     if not only: return list(CHAPTERS)
-    from genre_nb.core import ParameterError
     out = []
     for key in [k.strip() for k in only.split(",") if k.strip()]:
         hits = [c for c in CHAPTERS if c == key or c.split("_")[0] == key]
@@ -215,14 +211,11 @@ def reproduce(data_dir: str | None = None,  # a GTZAN folder; None: the syntheti
              ) -> list[Path]:                # the executed notebooks
     "Re-execute the chapters in order with papermill, one progress line each; stop at the first failure."
     import time
-    from genre_nb.core import ParameterError, _anchor, check_choice, check_int, project_root
-    from genre_nb.data import SPLITS, open_dataset, prepare
     check_choice("split", split, SPLITS); seeds, seed = check_int("seeds", seeds, 1), check_int("seed", seed, 0)
     if epochs is not None: epochs = check_int("epochs", epochs, 1)
     if tracks_per_genre is not None: tracks_per_genre = check_int("tracks_per_genre", tracks_per_genre, 1)
     check_choice("embedding", embedding, ("auto", "vggish", "musicnn", "none"))
     if data_dir is not None and not Path(data_dir).expanduser().is_dir():
-        from genre_nb.core import DataError
         raise DataError(f"data folder not found: {data_dir}")
     if csv_path is not None and not Path(csv_path).expanduser().is_file():
         raise ParameterError(f"csv_path {csv_path} is not a file (expected Kaggle's features_30_sec.csv)")
@@ -399,8 +392,6 @@ def write_readme(root: Path | str | None = None,   # the project root (default: 
                  reports_dir: str = "reports",
                 ) -> bool:                          # whether README.md changed
     "Rebuild README.md from nbs/index.ipynb, with the results table of the store in `reports_dir` (atomic writes)."
-    from genre_nb.core import _anchor, project_root, read_results, write_text
-    from genre_nb.report import readme_table, update_readme
     root = Path(root) if root else project_root()
     if root is None: raise GenreNBError("genre-nb readme runs in a clone of the genre_nb repository")
     readme = root / "README.md"; before = readme.read_text() if readme.exists() else None
@@ -427,7 +418,6 @@ def _add_readme(sub) -> None:
 # %% ../nbs/08_cli.ipynb #8ca60ca2
 def _download(args: argparse.Namespace) -> int:
     "genre-nb download: fetch a public dataset, check its md5, unpack it; print the folder to pass to `train` or `--data-dir`."
-    from genre_nb.download import MINI_MD5, MINI_URL, download_mini
     print(download_mini(args.dest, url=args.url or MINI_URL, md5=args.md5 or MINI_MD5))
     return 0
 
