@@ -160,7 +160,8 @@ def _add_bench(sub) -> None:
     p.set_defaults(func=_bench)
 
 # %% ../nbs/08_cli.ipynb #79647257
-CHAPTERS = ("01_data_audit", "02_features", "02a_embeddings", "03_baselines", "04_cnn", "05_rnn", "06_hybrid", "07_discussion")
+CHAPTERS = ("01_data_audit", "02_features", "02a_embeddings", "03_baselines", "04_cnn", "05_rnn", "06_hybrid", "07_discussion",
+            "09_predict")
 
 class ChapterFailed(GenreNBError):
     "A chapter's notebook raised: the message names the chapter, the cell and the error."
@@ -251,8 +252,8 @@ def _reproduce(args: argparse.Namespace) -> int:
     return 0
 
 def _add_reproduce(sub) -> None:
-    p = sub.add_parser("reproduce", help="re-run the paper's notebooks (01-07) with papermill and regenerate reports/",
-                       description="Re-execute notebooks 01 to 07 in order with papermill, passing the parameters through; "
+    p = sub.add_parser("reproduce", help="re-run the chapters (01-07, 09) with papermill and regenerate reports/",
+                       description="Re-execute the chapters (01 to 07, then 09) in order with papermill, passing the parameters through; "
                                    "executed notebooks go to REPORTS_DIR/notebooks/, figures and tables to REPORTS_DIR/<chapter>/.")
     p.add_argument("--data-dir", default=None, help="a GTZAN folder (default: the synthetic GTZAN-like set)")
     p.add_argument("--split", default="paper", choices=("paper", "filtered"),
