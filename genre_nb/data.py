@@ -8,6 +8,7 @@ import hashlib, json, re, warnings
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -20,11 +21,11 @@ log = get_logger("genre_nb.data")
 
 # %% auto #0
 __all__ = ['log', 'AUDIO_EXTS', 'GENRE_STYLES', 'SYNTH_VERSION', 'AUDIT_COLUMNS', 'SPLITS', 'MIN_PER_GENRE', 'AudioError',
-           'audio_format', 'to_mono', 'open_audio', 'read_audio', 'load_audio', 'sturm_index', 'find_tracks',
-           'name_collisions', 'render_track', 'synthetic_styles', 'make_synthetic', 'audio_hash', 'audit_track',
-           'truncation', 'audit', 'genre_summary', 'duplicates', 'SplitError', 'filtered_lists', 'paper_split',
-           'filtered_split', 'make_split', 'Dataset', 'fingerprint', 'synthetic_dir', 'open_dataset', 'prepare',
-           'audit_figure', 'simple_stats', 'calibrate']
+           'audio_format', 'to_mono', 'open_audio', 'read_audio', 'load_audio', 'resample', 'sturm_index',
+           'find_tracks', 'name_collisions', 'render_track', 'synthetic_styles', 'make_synthetic', 'audio_hash',
+           'audit_track', 'truncation', 'audit', 'genre_summary', 'duplicates', 'SplitError', 'filtered_lists',
+           'paper_split', 'filtered_split', 'make_split', 'usable_tracks', 'Dataset', 'fingerprint', 'synthetic_dir',
+           'open_dataset', 'prepare', 'audit_figure', 'simple_stats', 'calibrate']
 
 # %% ../nbs/01_data_audit.ipynb #be41a6aa
 class AudioError(GenreNBError):
@@ -82,10 +83,19 @@ def load_audio(path: Path | str,  # an audio file soundfile can read
               ) -> np.ndarray:     # mono float32 waveform at `sr`
     "Load `path` as a mono float32 waveform at `sr` (soxr resampling). Raises `AudioError`."
     y, native = read_audio(path)
-    if native != sr:
-        import soxr
-        y = soxr.resample(y, native, sr, quality="HQ").astype(np.float32)
-    return np.ascontiguousarray(y, dtype=np.float32)
+    return resample(y, native, sr)
+
+# %% ../nbs/01_data_audit.ipynb #c85c1a09
+def resample(y: np.ndarray,  # mono waveform
+             sr: int,        # its sample rate
+             target: int,    # the rate wanted
+            ) -> np.ndarray: # mono float32 at `target` (`y` itself, as float32, when the rates agree)
+    "The one resampler of the package (soxr, high quality): loading, predict, model bundles and embeddings use it."
+    y = np.asarray(y, dtype=np.float32)
+    if sr == target: return np.ascontiguousarray(y)
+    import soxr
+    return np.ascontiguousarray(soxr.resample(y, sr, target, quality="HQ"), dtype=np.float32)
+
 
 # %% ../nbs/01_data_audit.ipynb #b74ef113
 def _asset(name: str) -> Path: return Path(str(files("genre_nb") / "assets" / name))
@@ -386,6 +396,21 @@ def make_split(tracks: pd.DataFrame, split: str = "paper", seed: int = 42) -> pd
     "Labels `train` / `valid` / `test` (NaN: unused) for `tracks` under the named split."
     check_choice("split", split, SPLITS)
     return paper_split(tracks, seed) if split == "paper" else filtered_split(tracks)
+
+# %% ../nbs/01_data_audit.ipynb #0d734528
+def usable_tracks(tracks: pd.DataFrame,              # a tracks table (`prepare`'s, or any with track_id and path)
+                  parts: Sequence[str] | None = None, # keep only these split parts, each of which must be non-empty
+                 ) -> pd.DataFrame:                   # the usable rows (re-indexed when `parts` is given)
+    "The tracks every stage uses: audit status `ok` (all rows without a status column); with `parts`, in the split too."
+    for c in ("track_id", "path"):
+        if c not in tracks.columns: raise ParameterError(f"the tracks table has no {c!r} column")
+    t = tracks[tracks.status.astype(str) == "ok"] if "status" in tracks.columns else tracks
+    if parts is None: return t
+    t = t[t.split.isin(parts)].reset_index(drop=True)
+    for part in parts:
+        if not t.split.eq(part).any(): raise DataError(f"the split has no usable {part} tracks")
+    return t
+
 
 # %% ../nbs/01_data_audit.ipynb #681fca30
 @dataclass

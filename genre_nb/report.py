@@ -394,7 +394,7 @@ MODEL_FIGURES: dict[str, tuple[str | None, str | None, str | None]] = {  # model
     "cnn": ("Figure 4", "Figure 5", "Figure 3"), "rnn": ("Figure 7", "Figure 8", "Figure 6"),
     "hybrid": ("Figure 10", "Figure 11", "Figure 9"),
 }
-CHAPTER_MODELS: dict[str, str] = {"04_cnn": "cnn", "05_rnn": "rnn", "06_hybrid": "hybrid"}
+CHAPTER_MODELS: dict[str, str] = {"05a_cnn": "cnn", "05b_rnn": "rnn", "06_hybrid": "hybrid"}
 FILE_FIGURES: list[tuple[str, str]] = [  # (regex on the path under reports/, what it regenerates); first match wins
     (r"^results\.csv$", "the results store: one row per model run (every chapter appends)"),
     (r"^results\.md$", "the paper's results (§4) beside this run's; §6 Limitation, measured"),
@@ -409,7 +409,7 @@ FILE_FIGURES: list[tuple[str, str]] = [  # (regex on the path under reports/, wh
     (r"^02_features/.*(summary|standardi[sz]ed).*", "Figure 2 (summary of the standardized features)"),
     (r"^02_features/", "§3.1.2 Feature extraction"),
     (r"^02a_embeddings/", "§3.1.2 VGGish embeddings, §3.2.1 Transfer learning"),
-    (r"^03_baselines/summary", "Figures 12-14 and §4.6 (baseline accuracies)"),
+    (r"^04_baselines/summary", "Figures 12-14 and §4.6 (baseline accuracies)"),
     (r"^07_discussion/split_gap", "§6 Limitation: random vs artist-filtered split, measured"),
     (r"^07_discussion/artist_leakage", "§6 Limitation: artist repetition across train and test"),
     (r"^07_discussion/duplicates", "§6 Limitation: exact repetitions across train and test"),
@@ -418,7 +418,7 @@ FILE_FIGURES: list[tuple[str, str]] = [  # (regex on the path under reports/, wh
     (r"^07_discussion/results", "§4 results beside this run's"),
 ]
 
-def paper_reference(relpath: str, # a path under reports/, with "/" separators, e.g. "04_cnn/cnn_gtzan_paper_seed42_confusion.png"
+def paper_reference(relpath: str, # a path under reports/, with "/" separators, e.g. "05a_cnn/cnn_gtzan_paper_seed42_confusion.png"
                    ) -> str:      # the paper figure / section it regenerates, "—" if none
     "Which paper figure, table or section a report file regenerates."
     for pat, ref in FILE_FIGURES:

@@ -62,11 +62,11 @@ def test_confusion_and_heatmap_exact_values():
 
 def test_evaluate_run_writes_reports_with_provenance(tmp_path):
     P = np.full((7, 10), 0.1)
-    res = evaluate_run("rf", Y_TRUE, Y_PRED, P, [f"t{i}" for i in range(7)], chapter="03_baselines", prov=prov(),
+    res = evaluate_run("rf", Y_TRUE, Y_PRED, P, [f"t{i}" for i in range(7)], chapter="04_baselines", prov=prov(),
                        features="toy", reports_dir=tmp_path, val_accuracy=0.25, n_train=30, view="stats")
     for kind in ("report", "predictions", "heatmap"):
         p = res.paths[kind]
-        assert p.parent == tmp_path / "03_baselines" and p.is_file()
+        assert p.parent == tmp_path / "04_baselines" and p.is_file()
         stamp = core.read_provenance(p)
         assert (stamp["dataset"], stamp["params"]["split"], stamp["params"]["seed"]) == ("synthetic", "paper", 7)
     assert res.paths["heatmap"].suffix == ".png"
@@ -175,7 +175,7 @@ def test_synthetic_audio_run_is_above_chance(tmp_path):
 
 
 def _papermill(tmp_path, *params):
-    args = [sys.executable, "-m", "papermill", str(ROOT / "nbs" / "03_baselines.ipynb"), str(tmp_path / "out.ipynb"),
+    args = [sys.executable, "-m", "papermill", str(ROOT / "nbs" / "04_baselines.ipynb"), str(tmp_path / "out.ipynb"),
             "-k", "python3", "-p", "reports_dir", str(tmp_path / "reports"), *params]
     env = {**os.environ, "IN_TEST": ""}
     return subprocess.run(args, capture_output=True, text=True, timeout=600, cwd=tmp_path, env=env)
@@ -196,7 +196,7 @@ def test_notebook_on_kaggle_csv_writes_every_report(tmp_path, kaggle_csv):
     r = _papermill(tmp_path, "-p", "source", "kaggle_csv", "-p", "csv_path", str(kaggle_csv), "-p", "quick", "True",
                    "-p", "seed", "0")
     assert r.returncode == 0, r.stderr[-3000:]
-    out = tmp_path / "reports" / "03_baselines"
+    out = tmp_path / "reports" / "04_baselines"
     for m in BASELINES:
         for kind in ("report.csv", "predictions.csv", "confusion.png"):
             p = out / f"{m}_kaggle_csv_table_paper_seed0_{kind}"

@@ -169,7 +169,7 @@ def test_bad_options_are_one_line_before_work(tmp_path, argv, message):
 def test_quick_says_what_it_changes(tmp_path):
     "`-p quick True -p epochs 4`: the chapter says `epochs 4 -> 2` (here the run then stops at a missing data folder)."
     out = tmp_path / "out.ipynb"
-    args = [sys.executable, "-m", "papermill", str(ROOT / "nbs" / "04_cnn.ipynb"), str(out), "-k", "python3",
+    args = [sys.executable, "-m", "papermill", str(ROOT / "nbs" / "05a_cnn.ipynb"), str(out), "-k", "python3",
             "--cwd", str(ROOT / "nbs"), "-p", "quick", "True", "-p", "epochs", "4", "-p", "data_dir", str(tmp_path / "none"),
             "-p", "reports_dir", str(tmp_path / "reports")]
     r = subprocess.run(args, capture_output=True, text=True, timeout=600, env={**os.environ, "IN_TEST": ""})

@@ -89,16 +89,16 @@ def test_update_readme_changed_unchanged_missing(tmp_path):
 def test_reports_index_lists_what_is_present(tmp_path):
     rd = tmp_path / "reports"
     prov = core.provenance("gtzan", "0123456789ab", split="filtered", seed=3)
-    core.save_report(pd.DataFrame({"genre": ["blues"], "f1": [0.5]}), "rnn_gtzan_filtered_seed3_report.csv", "05_rnn", prov, rd)
+    core.save_report(pd.DataFrame({"genre": ["blues"], "f1": [0.5]}), "rnn_gtzan_filtered_seed3_report.csv", "05b_rnn", prov, rd)
     core.save_report({"x": 1}, "metrics.json", "02_features", prov, rd)
-    (rd / "notebooks").mkdir(); (rd / "notebooks" / "05_rnn.ipynb").write_text("{}")
+    (rd / "notebooks").mkdir(); (rd / "notebooks" / "05b_rnn.ipynb").write_text("{}")
     idx = reports_index(rd).set_index("file")
-    assert list(idx.index) == ["02_features/metrics.json", "05_rnn/rnn_gtzan_filtered_seed3_report.csv"]
-    assert idx.loc["05_rnn/rnn_gtzan_filtered_seed3_report.csv", "paper"] == "Figure 7"
-    assert idx.loc["05_rnn/rnn_gtzan_filtered_seed3_report.csv", "provenance"].startswith("data: gtzan (fp 01234567) | split=filtered seed=3")
+    assert list(idx.index) == ["02_features/metrics.json", "05b_rnn/rnn_gtzan_filtered_seed3_report.csv"]
+    assert idx.loc["05b_rnn/rnn_gtzan_filtered_seed3_report.csv", "paper"] == "Figure 7"
+    assert idx.loc["05b_rnn/rnn_gtzan_filtered_seed3_report.csv", "provenance"].startswith("data: gtzan (fp 01234567) | split=filtered seed=3")
     text = write_reports_index(rd).read_text()
-    assert "[05_rnn/rnn_gtzan_filtered_seed3_report.csv](05_rnn/rnn_gtzan_filtered_seed3_report.csv) | Figure 7 |" in text
-    assert "notebooks/05_rnn.ipynb" not in text and "README.md](" not in text
+    assert "[05b_rnn/rnn_gtzan_filtered_seed3_report.csv](05b_rnn/rnn_gtzan_filtered_seed3_report.csv) | Figure 7 |" in text
+    assert "notebooks/05b_rnn.ipynb" not in text and "README.md](" not in text
 
 
 def test_split_gap_on_real_gtzan_features(kaggle_csv):
