@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from .core import GENRES, GenreNBError, check_choice, get_logger
+from .data import resample, to_mono
 
 _log = get_logger("genre_nb.embeddings")
 
@@ -36,16 +37,19 @@ def _tf():
 def to_16k(y: np.ndarray, # waveform: (n,) mono, or (channels, n)
            sr: int,       # its sample rate
           ) -> np.ndarray: # (m,) float32 mono at 16 kHz, peak <= 1
-    "Mono float32 at 16 kHz in [-1, 1]: the input of VGGish and musicnn."
-    from genre_nb.core import librosa_ready
-    librosa = librosa_ready()
+    "Mono float32 at 16 kHz in [-1, 1]: the input of VGGish and musicnn (`data.to_mono`, `data.resample`)."
     y = np.asarray(y, dtype=np.float32)
-    if y.ndim == 2: y = librosa.to_mono(y)
-    if y.ndim != 1 or y.size == 0: raise ValueError(f"expected a non-empty (n,) or (channels, n) waveform, got shape {y.shape}")
+    if y.ndim == 2: y = to_mono(y.T)
+    if y.ndim != 1 or y.size == 0:
+        raise ValueError(f"expected a non-empty (n,) or (channels, n) waveform, got shape {y.shape}")
     y = np.nan_to_num(y)
-    if sr != EMBEDDING_SR: y = librosa.resample(y, orig_sr=sr, target_sr=EMBEDDING_SR)
+    if sr != EMBEDDING_SR:
+        n = int(np.ceil(len(y) * float(EMBEDDING_SR) / sr))  # librosa.resample's length: the embeddings stay the same
+        y = resample(y, sr, EMBEDDING_SR)
+        y = np.pad(y, (0, max(0, n - len(y))))[:n]
     peak = float(np.abs(y).max())
     return (y / peak if peak > 1 else y).astype(np.float32)
+
 
 # %% ../nbs/02a_embeddings.ipynb #e10a3403
 VGGISH_URL = "https://tfhub.dev/google/vggish/1"

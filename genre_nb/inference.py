@@ -5,6 +5,7 @@
 # %% ../nbs/08_predict.ipynb #db5f9d3a
 from __future__ import annotations
 import datetime, json, os, shutil, sys
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -16,20 +17,23 @@ from fastcore.basics import patch
 
 from . import core, training
 from .core import DataError, GenreNBError, ParameterError, atomic_write, check_choice, check_float, check_int, write_text
-from .data import AUDIO_EXTS, AudioError, _decode_error, fingerprint, open_audio, sturm_index, to_mono
+from .data import (AUDIO_EXTS, AudioError, _decode_error, fingerprint, open_audio, resample, sturm_index,
+                           to_mono)
 from .embeddings import MUSICNN_DEFAULT, MUSICNN_FRAMES
+from .musicnn_onnx import ONNX_MODELS, OnnxUnavailable, onnx_outputs, onnx_session
 from .evaluate import classification_report_df, confusion_heatmap
 from .training import BundleError, read_arrays, read_json, refuse_pickles
 
 _log = core.get_logger("genre_nb.inference")
 
 # %% auto #0
-__all__ = ['POOLINGS', 'TRANSFER_FORMAT', 'TRANSFER_README', 'SHIPPED_MODEL', 'MODEL_SR', 'MIN_SECONDS', 'CV_GRID', 'label_root',
-           'labelled_tracks', 'cv_groups', 'single_artist_labels', 'pool_embedding', 'select_pooling', 'TransferModel',
-           'transfer_from_pipeline', 'head_pipeline', 'save_transfer', 'load_transfer', 'trained_on', 'accuracy_text',
-           'shipped_model_path', 'default_model_file', 'default_model_path', 'load_model', 'set_default_model',
-           'decoded_blocks', 'audio_windows', 'model_labels', 'model_window', 'predict_window', 'audio_inputs',
-           'per_file', 'predict', 'tune_head', 'nested_cv', 'clip_vectors', 'TrainReport', 'train', 'save_training']
+__all__ = ['POOLINGS', 'TRANSFER_FORMAT', 'TRANSFER_README', 'SHIPPED_MODEL', 'MODEL_SR', 'MIN_SECONDS', 'BACKENDS', 'CV_GRID',
+           'label_root', 'labelled_tracks', 'cv_groups', 'single_artist_labels', 'pool_embedding', 'select_pooling',
+           'TransferModel', 'transfer_from_pipeline', 'head_pipeline', 'save_transfer', 'load_transfer', 'trained_on',
+           'accuracy_text', 'shipped_model_path', 'default_model_file', 'default_model_path', 'load_model',
+           'set_default_model', 'decoded_blocks', 'audio_windows', 'model_labels', 'model_window', 'has_onnx_path',
+           'resolve_backend', 'predict_window', 'audio_inputs', 'per_file', 'predict', 'tune_head', 'nested_cv',
+           'clip_vectors', 'TrainReport', 'train', 'save_training']
 
 # %% ../nbs/08_predict.ipynb #36af2a0a
 def label_root(data_dir: Path) -> Path:
@@ -270,8 +274,9 @@ def decoded_blocks(src,                    # a path, or a (waveform, sample rate
     import soxr
     if isinstance(src, tuple):
         y, r = np.asarray(src[0], np.float32), int(src[1])
-        y = y.mean(axis=0 if y.shape[0] <= 2 else 1) if y.ndim == 2 else y
-        yield y if r == sr else soxr.resample(y, r, sr, quality="HQ").astype(np.float32); return
+        y = to_mono(y.T if y.shape[0] <= 2 else y) if y.ndim == 2 else y
+        yield resample(y, r, sr)
+        return
     f, fmt = open_audio(src)
     with f:
         rs = None if f.samplerate == sr else soxr.ResampleStream(f.samplerate, sr, 1, dtype="float32", quality="HQ")
@@ -311,13 +316,59 @@ def model_window(model) -> float:
     "The window a model classifies at once, in seconds."
     return float(model.meta.get("window_s", 29.92)) if isinstance(model, TransferModel) else 30.0
 
-def predict_window(model, y: np.ndarray, sr: int = MODEL_SR) -> np.ndarray:
+
+# %% ../nbs/08_predict.ipynb #f99e5aab
+BACKENDS = ("auto", "onnx", "tf")   # auto: ONNX Runtime where the model has an ONNX path, else TensorFlow
+
+# %% ../nbs/08_predict.ipynb #a5f4e7b4
+def has_onnx_path(model) -> bool:
+    "True for a transfer model on musicnn's MSD penultimate embedding: the embedding shipped as ONNX."
+    e = model.meta.get("embedding") or {} if isinstance(model, TransferModel) else {}
+    return (e.get("name") == "musicnn" and e.get("layer") == MUSICNN_DEFAULT["layer"]
+            and e.get("model") == MUSICNN_DEFAULT["model"] and e.get("model") in ONNX_MODELS)
+
+# %% ../nbs/08_predict.ipynb #e7beeb1e
+_NOTICED: set = set()
+
+def _notice_once(msg: str):
+    "Log `msg` once per process."
+    if msg not in _NOTICED:
+        _NOTICED.add(msg)
+        _log.info(msg)
+
+# %% ../nbs/08_predict.ipynb #f0253fa5
+def resolve_backend(model,                    # a loaded model
+                    backend: str | None = None, # "auto", "onnx" or "tf"; None: $GENRE_NB_BACKEND, else "auto"
+                   ) -> str:                  # "onnx" or "tf"
+    "The backend that runs `model`: ONNX Runtime where it has an ONNX path (and the file checks out), else TensorFlow."
+    b = check_choice("backend", backend or os.environ.get("GENRE_NB_BACKEND") or "auto", BACKENDS)
+    if b == "tf": return "tf"
+    if not has_onnx_path(model):
+        if b == "onnx": raise ParameterError("backend='onnx': only musicnn (MSD, penultimate) transfer models have an "
+                                             "ONNX path; use backend='tf' or 'auto'")
+        _notice_once("this model has no ONNX path (a deep Keras bundle or a VGGish model): predicting with TensorFlow")
+        return "tf"
+    try: onnx_session(MUSICNN_DEFAULT["model"])
+    except OnnxUnavailable as e:
+        if b == "onnx": raise
+        _notice_once(f"{e}; predicting with TensorFlow")
+        return "tf"
+    return "onnx"
+
+# %% ../nbs/08_predict.ipynb #6758538f
+def predict_window(model,                     # a loaded model
+                   y: np.ndarray,             # one mono window
+                   sr: int = MODEL_SR,        # its sample rate
+                   backend: str | None = None, # see `resolve_backend`
+                  ) -> np.ndarray:            # (n_labels,) probabilities
     "Class probabilities of one mono window."
-    if isinstance(model, TransferModel):
+    if not isinstance(model, TransferModel): return model.predict_proba(y, sr)
+    if resolve_backend(model, backend) == "onnx": E = onnx_outputs(y, sr, MUSICNN_DEFAULT["model"])["penultimate"].T
+    else:
         from genre_nb.features import compute_features
         name = model.meta["embedding"]["name"]
-        return model.proba(pool_embedding(compute_features(y, sr, [name])[name]))[0]
-    return model.predict_proba(y, sr)
+        E = compute_features(y, sr, [name])[name]
+    return model.proba(pool_embedding(E))[0]
 
 # %% ../nbs/08_predict.ipynb #179a68f7
 def audio_inputs(paths_or_arrays) -> list[tuple[str, object]]:
@@ -337,15 +388,20 @@ def audio_inputs(paths_or_arrays) -> list[tuple[str, object]]:
     return out
 
 # %% ../nbs/08_predict.ipynb #d0525e6b
-def _classify(model, src, window_s: float) -> tuple[np.ndarray, list[tuple[float, float]]]:
+def _classify(model, src, window_s: float, backend: str = "tf") -> tuple[np.ndarray, list[tuple[float, float]]]:
     "Per-window probabilities and (start, end) times of one input."
     probs, spans, peak = [], [], 0.0
     for s, e, y in audio_windows(src, window_s):
         if not np.isfinite(y).all(): raise AudioError("invalid audio: non-finite samples")
         peak = max(peak, float(np.abs(y).max()))
-        probs.append(predict_window(model, y)); spans.append((s, e))
+        probs.append(predict_window(model, y, backend=backend)); spans.append((s, e))
     if peak == 0: raise AudioError("silent: the file holds no sound")
     return np.array(probs), spans
+
+def _attempt(model, src, window_s: float, backend: str):
+    "What a worker returns for one input: `_classify`'s answer, or the input's error as one line."
+    try: return _classify(model, src, window_s, backend)
+    except (GenreNBError, ValueError, RuntimeError, OSError) as e: return (str(e).splitlines() or [type(e).__name__])[0]
 
 def _row(file: str, p: np.ndarray, labels: list[str], **where) -> dict:
     return {"file": file, **where, "genre": labels[int(np.argmax(p))], "probability": float(np.max(p)), **dict(zip(labels, map(float, p)))}
@@ -367,17 +423,24 @@ def predict(paths_or_arrays,          # files, folders, waveforms (22050 Hz) or 
             segments: bool = False,   # one row per window (a timeline) instead of one per file
             window_s: float | None = None, # window length (None: the model's own)
             progress: bool = False,   # a progress bar over the inputs (stderr)
+            backend: str | None = None, # "auto", "onnx" or "tf" (None: $GENRE_NB_BACKEND, else "auto")
+            jobs: int | None = None,  # files in flight at once (None: up to 4 on the ONNX path, 1 on TensorFlow)
            ) -> pd.DataFrame:         # file, [segment, start_s, end_s | duration_s,] genre, probability, one column per label, error
     "Classify audio, window by window: one row per input (or per window); an input that cannot be used gets an `error`."
     from tqdm.auto import tqdm
     m = model if isinstance(model, (TransferModel, training.Bundle)) else load_model(model)
     labels, win = model_labels(m), check_float("window_s", window_s or model_window(m), MIN_SECONDS)
-    rows, items = [], audio_inputs(paths_or_arrays)
-    for name, src in tqdm(items, desc="predict", unit="file", disable=not progress or len(items) < 2, leave=False):
-        try: P, spans = _classify(m, src, win)
-        except (GenreNBError, ValueError, RuntimeError, OSError) as e:
-            rows.append({"file": name, "error": (str(e).splitlines() or [type(e).__name__])[0]}); continue
-        rows += [_row(name, p, labels, segment=k, start_s=s, end_s=e) for k, ((s, e), p) in enumerate(zip(spans, P))]
+    be, rows, items = resolve_backend(m, backend), [], audio_inputs(paths_or_arrays)
+    jobs = check_int("jobs", jobs) if jobs is not None else min(4, os.cpu_count() or 1) if be == "onnx" else 1
+    with ThreadPoolExecutor(jobs) as pool:   # files overlap: decoding, resampling, FFTs and onnxruntime release the GIL
+        answers = (pool.map if jobs > 1 else map)(lambda item: _attempt(m, item[1], win, be), items)
+        bar = dict(desc="predict", unit="file", disable=not progress or len(items) < 2, leave=False, total=len(items))
+        for (name, _), a in tqdm(zip(items, answers), **bar):
+            if isinstance(a, str):
+                rows.append({"file": name, "error": a})
+                continue
+            P, spans = a
+            rows += [_row(name, p, labels, segment=k, start_s=s, end_s=e) for k, ((s, e), p) in enumerate(zip(spans, P))]
     df = pd.DataFrame(rows)
     df = df.assign(error=None) if "error" not in df else df
     return df if segments else per_file(df, labels)
