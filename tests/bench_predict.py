@@ -98,10 +98,12 @@ def main() -> None:
     root = real_data("gtzan", "audio", "genres_original")
     if root is None: raise SystemExit("no real GTZAN excerpts (../shared/data/gtzan or GENRE_NB_TEST_DATA): nothing to measure")
     excerpts = sorted(root.glob("*/*.wav"))
-    print(f"machine: {os.cpu_count()} CPUs; python {sys.version.split()[0]}; genre_nb from {ROOT}")
+    print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} (other work slows every figure); "
+          f"python {sys.version.split()[0]}; genre_nb from {ROOT}")
     import_profile()
     cold_start(excerpts[0], a.runs)
     many_files(excerpts, a.files, a.jobs)
+    print(f"load average at the end: {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":
