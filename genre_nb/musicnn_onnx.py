@@ -126,6 +126,7 @@ def export_onnx(model: str = "MSD_musicnn",       # a name in `ONNX_MODELS`
 class OnnxUnavailable(EmbeddingUnavailable):
     "The ONNX path cannot run here (file missing or damaged, onnxruntime not installed); the message says what to do."
 
+# %% ../nbs/02b_musicnn_onnx.ipynb #1dc551d4
 _ONNX_HELP = ("reinstall genre_nb, or regenerate it with "
               "`python -c 'from genre_nb.musicnn_onnx import export_onnx; export_onnx()'`, or set GENRE_NB_BACKEND=tf")
 
@@ -147,6 +148,7 @@ def check_onnx(path: Path | str, # an .onnx file with `<name>.sha256` beside it
 _SESSIONS: dict = {}          # per-process cache: path -> onnxruntime.InferenceSession
 _LOCK = threading.Lock()
 
+# %% ../nbs/02b_musicnn_onnx.ipynb #f275badc
 def onnx_session(model: str = "MSD_musicnn",   # a name in `ONNX_MODELS`
                  path: Path | str | None = None, # another .onnx file (checked the same way)
                 ):                              # an onnxruntime.InferenceSession, built once per process and file
