@@ -15,9 +15,10 @@ import pandas as pd
 
 # %% auto #0
 __all__ = ['GENRES', 'get_logger', 'GenreNBError', 'ParameterError', 'DataError', 'check_choice', 'check_int', 'check_float',
-           'in_test', 'quick_caps', 'project_root', 'Config', 'real_data', 'seed_everything', 'librosa_ready',
-           'atomic_write', 'write_text', 'display_path', 'package_version', 'provenance', 'provenance_line',
-           'save_report', 'read_report_csv', 'read_provenance', 'append_results', 'read_results']
+           'check_out_folder', 'check_out_file', 'in_test', 'quick_caps', 'project_root', 'Config', 'real_data',
+           'seed_everything', 'librosa_ready', 'atomic_write', 'write_text', 'display_path', 'package_version',
+           'provenance', 'provenance_line', 'save_report', 'read_report_csv', 'read_provenance', 'append_results',
+           'read_results']
 
 # %% ../nbs/00_core.ipynb #02a9e0da
 GENRES: tuple[str, ...] = ("blues", "classical", "country", "disco", "hiphop",
@@ -89,6 +90,27 @@ def check_float(name: str, value: Any, min_value: float | None = None, max_value
                  else f">= {min_value}" if min_value is not None else f"<= {max_value}")
         raise ParameterError(f"{name} must be {bound}, got {value!r}")
     return v
+
+# %% ../nbs/00_core.ipynb #c8687f5a
+def check_out_folder(name: str,   # the option's name, e.g. "--out"
+                     value,       # the folder it names (made later if missing)
+                    ) -> Path:    # `value` as a Path
+    "Raise `ParameterError` unless `value`, or its nearest existing parent, is a folder we can write in."
+    p = Path(value).expanduser()
+    q = next(q for q in (p, *p.parents) if q.exists())    # the nearest part that exists
+    if not q.is_dir(): raise ParameterError(f"{name} {value}: {q} is a file, not a folder")
+    if not os.access(q, os.W_OK | os.X_OK): raise ParameterError(f"{name} {value}: cannot write in {q}")
+    return p
+
+# %% ../nbs/00_core.ipynb #0b63ab2a
+def check_out_file(name: str,   # the option's name, e.g. "--out"
+                   value,       # the file it names (to be written)
+                  ) -> Path:    # `value` as a Path
+    "Raise `ParameterError` if `value` is a folder, or its folder cannot be made or written in."
+    p = Path(value).expanduser()
+    if p.is_dir(): raise ParameterError(f"{name} {value} is a folder; give a file name, e.g. {p / 'features.csv'}")
+    check_out_folder(name, p.parent)
+    return p
 
 # %% ../nbs/00_core.ipynb #6163d5ab
 def in_test() -> bool:

@@ -118,7 +118,7 @@ def test_bench_prints_the_speedup_table():
 
 def test_readme_is_rendered_from_the_index_notebook():
     "README.md is nbs/index.ipynb rendered (`genre-nb readme`), the results table aside: the two never drift apart."
-    from genre_nb.cli import render_index
+    from genre_nb.reproduce import render_index
     root = Path(__file__).resolve().parents[1]
     def outside_results(text):
         for block in ("results", "results-gtzan-mini"):
