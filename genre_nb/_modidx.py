@@ -450,5 +450,4 @@ d = { 'settings': { 'branch': 'main',
                                    'genre_nb.training.segment_starts': ('training.html#segment_starts', 'genre_nb/training.py'),
                                    'genre_nb.training.stack_inputs': ('training.html#stack_inputs', 'genre_nb/training.py'),
                                    'genre_nb.training.train_arrays': ('training.html#train_arrays', 'genre_nb/training.py'),
-                                   'genre_nb.training.usable_tracks': ('training.html#usable_tracks', 'genre_nb/training.py'),
                                    'genre_nb.training.view_name': ('training.html#view_name', 'genre_nb/training.py')}}}

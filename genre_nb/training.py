@@ -12,7 +12,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from . import core
+from . import core, data
 from .core import GENRES, ParameterError, atomic_write, check_float, check_int, get_logger, write_text
 
 log = get_logger("genre_nb.training")
@@ -24,8 +24,8 @@ __all__ = ['log', 'HISTORY_COLUMNS', 'BUNDLE_FORMAT', 'BUNDLE_README', 'PICKLE_S
            'predict_segments', 'predict_clips', 'clip_metrics', 'fit', 'plot_curves', 'models_dir', 'run_id',
            'stack_inputs', 'scalers_to_arrays', 'save_bundle', 'BundleError', 'refuse_pickles', 'read_json',
            'read_arrays', 'Bundle', 'load_bundle', 'list_bundles', 'default_extractor', 'convert_legacy_bundle',
-           'usable_tracks', 'embedding_fps', 'load_feature', 'ChapterData', 'load_inputs', 'evaluate_model',
-           'view_name', 'report_tag', 'save_run_bundle', 'compare_with_baselines']
+           'embedding_fps', 'load_feature', 'ChapterData', 'load_inputs', 'evaluate_model', 'view_name', 'report_tag',
+           'save_run_bundle', 'compare_with_baselines']
 
 # %% ../nbs/05_training.ipynb #7e7c63d0
 def effective_warmup(epochs: int,             # epochs of the whole run
@@ -569,9 +569,7 @@ class Bundle:
         "The features this model needs, from a mono waveform."
         target = int(self.config.get("sample_rate", 22050))
         y = np.asarray(y, dtype=np.float32)
-        if sr != target:
-            import soxr
-            y, sr = soxr.resample(y, sr, target, quality="HQ").astype(np.float32), target
+        if sr != target: y, sr = data.resample(y, sr, target), target
         if self.extractor is not None: return {f: self.extractor(y, sr, f) for f in self.features}
         return default_extractor(self.config)(y, sr)
 
@@ -653,14 +651,6 @@ def convert_legacy_bundle(path: Path | str,  # a bundle of format genre_nb.bundl
 # %% ../nbs/05_training.ipynb #ed1b592e
 SPLIT_PARTS = ("train", "valid", "test")
 
-def usable_tracks(tracks: pd.DataFrame) -> pd.DataFrame:
-    "The tracks a model uses: status `ok` and in the split (train / valid / test)."
-    ok = tracks.status.eq("ok") if "status" in tracks else pd.Series(True, index=tracks.index)
-    t = tracks[ok & tracks.split.isin(SPLIT_PARTS)].reset_index(drop=True)
-    for part in SPLIT_PARTS:
-        if not t.split.eq(part).any(): raise core.DataError(f"the split has no usable {part} tracks")
-    return t
-
 def embedding_fps(name: str) -> float:
     "Frames per second of an embedding (`vggish`: 1/0.96 s, `musicnn`: one per 3 s patch)."
     from genre_nb import embeddings as E
@@ -708,7 +698,7 @@ def load_inputs(tracks: pd.DataFrame,          # from genre_nb.data.prepare (spl
                 sample_rate: int = 22050, hop: int = 512,
                ) -> ChapterData:
     "Load, scale (fit on train only) and stack the features of the split's clips into model inputs."
-    t = usable_tracks(tracks)
+    t = data.usable_tracks(tracks, SPLIT_PARTS)
     order = np.concatenate([np.flatnonzero(t.split.eq(p).values) for p in SPLIT_PARTS])
     t = t.iloc[order].reset_index(drop=True)
     inputs = {k: list(v) for k, v in inputs.items()}
