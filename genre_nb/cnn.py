@@ -5,7 +5,7 @@
 # %% ../nbs/05a_cnn.ipynb #b7a6c408
 from __future__ import annotations
 
-from .core import GENRES, check_int, check_float
+from .core import GENRES
 
 # %% auto #0
 __all__ = ['residual_block', 'cnn_branch', 'build_cnn']

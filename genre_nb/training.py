@@ -13,19 +13,22 @@ import numpy as np
 import pandas as pd
 
 from . import core, data
-from .core import GENRES, ParameterError, atomic_write, check_float, check_int, get_logger, write_text
+from .core import (GENRES, ParameterError, atomic_write, check_choice, check_float, check_int, get_logger,
+                           write_text)
+from .embeddings import EMBEDDING_CHOICES
 
 log = get_logger("genre_nb.training")
 
 # %% auto #0
-__all__ = ['log', 'HISTORY_COLUMNS', 'BUNDLE_FORMAT', 'BUNDLE_README', 'PICKLE_SUFFIXES', 'SPLIT_PARTS', 'effective_warmup',
-           'lr_at', 'segment_frames', 'segment_starts', 'crop', 'pool', 'SegmentConfig', 'ClipSet', 'segment_arrays',
-           'train_arrays', 'eval_arrays', 'aggregate_segments', 'distribution_strategy', 'TrainConfig', 'TrainResult',
-           'predict_segments', 'predict_clips', 'clip_metrics', 'fit', 'plot_curves', 'models_dir', 'run_id',
-           'stack_inputs', 'scalers_to_arrays', 'save_bundle', 'BundleError', 'refuse_pickles', 'read_json',
-           'read_arrays', 'Bundle', 'load_bundle', 'list_bundles', 'default_extractor', 'convert_legacy_bundle',
-           'embedding_fps', 'load_feature', 'ChapterData', 'load_inputs', 'evaluate_model', 'view_name', 'report_tag',
-           'save_run_bundle', 'compare_with_baselines']
+__all__ = ['log', 'HISTORY_COLUMNS', 'BUNDLE_FORMAT', 'BUNDLE_README', 'PICKLE_SUFFIXES', 'SPLIT_PARTS', 'CHAPTER_PARAMS',
+           'effective_warmup', 'lr_at', 'segment_frames', 'segment_starts', 'crop', 'pool', 'SegmentConfig', 'ClipSet',
+           'segment_arrays', 'train_arrays', 'eval_arrays', 'aggregate_segments', 'distribution_strategy',
+           'TrainConfig', 'TrainResult', 'predict_segments', 'predict_clips', 'clip_metrics', 'fit', 'plot_curves',
+           'models_dir', 'run_id', 'stack_inputs', 'scalers_to_arrays', 'save_bundle', 'BundleError', 'refuse_pickles',
+           'read_json', 'read_arrays', 'Bundle', 'load_bundle', 'list_bundles', 'default_extractor',
+           'convert_legacy_bundle', 'embedding_fps', 'load_feature', 'ChapterData', 'load_inputs', 'evaluate_model',
+           'view_name', 'report_tag', 'save_run_bundle', 'compare_with_baselines', 'ChapterConfig', 'chapter_config',
+           'ChapterRun', 'run_chapter', 'check_bundle', 'compare_run']
 
 # %% ../nbs/05_training.ipynb #7e7c63d0
 def effective_warmup(epochs: int,             # epochs of the whole run
@@ -797,3 +800,131 @@ def compare_with_baselines(results: pd.DataFrame,  # core.read_results(...)
     cols = [c for c in ("model", "features", "view", "embedding", "test_accuracy", "val_accuracy", "macro_f1",
                         "paper_accuracy", "epochs", "train_seconds", "chapter") if c in r]
     return r[cols].sort_values("test_accuracy", ascending=False).reset_index(drop=True)
+
+# %% ../nbs/05_training.ipynb #cc50fffb
+CHAPTER_PARAMS = ("data_dir", "split", "seed", "epochs", "batch_size", "learning_rate", "warmup_epochs",
+                  "segment_seconds", "crops_per_clip", "patience", "embedding", "quick", "reports_dir",
+                  "tracks_per_genre", "duration", "resume", "jobs")   # the `parameters` cell of a deep chapter
+
+# %% ../nbs/05_training.ipynb #ec9ab025
+@dataclass
+class ChapterConfig:
+    "A deep chapter's checked parameters (from `chapter_config`): what `run_chapter` needs."
+    chapter: str                   # the notebook, e.g. "05a_cnn": names reports/<chapter>/ and the run id
+    cfg: core.Config               # data_dir, reports_dir (anchored), seed
+    train: TrainConfig             # the training recipe (epochs capped in a quick run)
+    split: str                     # "paper" or "filtered"
+    seed: int                      # the synthetic set, the split, the weights, the crops
+    segment_seconds: float | None  # segment length; None: whole clips
+    embedding: str                 # "auto", "vggish", "musicnn" or "none" (the hybrid's branch)
+    quick: bool                    # small and fast
+    tracks_per_genre: int          # synthetic set only
+    duration: float                # synthetic set only: seconds per track
+    resume: bool                   # continue an interrupted run from its last checkpoint
+    jobs: int                      # feature-extraction workers
+
+# %% ../nbs/05_training.ipynb #cb6dc870
+def chapter_config(chapter: str,                  # the notebook, e.g. "05a_cnn"
+                   data_dir=None,                 # a GTZAN folder; None: the synthetic set
+                   split: str = "paper",          # "paper" or "filtered"
+                   seed: int = 42,
+                   epochs: int = 30,
+                   batch_size: int = 32,
+                   learning_rate: float = 1e-3,   # the peak rate
+                   warmup_epochs: int = 10,
+                   segment_seconds: float | None = 3.0,
+                   crops_per_clip: int = 1,
+                   patience: int | None = None,   # early stopping (None: off)
+                   embedding: str = "auto",       # the hybrid's embedding branch
+                   quick: bool = False,           # small and fast (always on under nbdev_test)
+                   reports_dir="reports",
+                   tracks_per_genre: int = 30,    # synthetic set only
+                   duration: float = 30.0,        # synthetic set only
+                   resume: bool = False,
+                   jobs: int = 2,
+                  ) -> ChapterConfig:
+    "Check a deep chapter's parameters before any work (one-line errors); a quick run caps the data and the epochs."
+    quick = bool(quick) or core.in_test()
+    split = check_choice("split", split, ("paper", "filtered"))
+    seed = check_int("seed", seed, 0)
+    train = TrainConfig(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, warmup_epochs=warmup_epochs,
+                        patience=patience, seed=seed, crops_per_clip=crops_per_clip)
+    segment_seconds = check_float("segment_seconds", segment_seconds, 0.5, 600, allow_none=True)
+    embedding = check_choice("embedding", embedding, EMBEDDING_CHOICES)
+    tracks_per_genre = check_int("tracks_per_genre", tracks_per_genre, 1)
+    duration = check_float("duration", duration, 0.5, 600)
+    jobs = check_int("jobs", jobs, 1)
+    resume = check_choice("resume", resume, (True, False))
+    tracks_per_genre, duration, train.epochs = core.quick_caps(
+        quick, tracks_per_genre=(tracks_per_genre, 6), duration=(duration, 8.0), epochs=(train.epochs, 2))
+    cfg = core.Config(data_dir=data_dir, reports_dir=reports_dir, seed=seed)
+    return ChapterConfig(chapter, cfg, train, split, seed, segment_seconds, embedding, quick, tracks_per_genre, duration,
+                         resume, jobs)
+
+# %% ../nbs/05_training.ipynb #a91eea5e
+@dataclass
+class ChapterRun:
+    "One deep chapter's run (from `run_chapter`): its data, training, test evaluation, bundle and curves."
+    params: ChapterConfig
+    dataset: Any           # genre_nb.data.Dataset
+    data: ChapterData      # the scaled model inputs
+    prov: dict             # the provenance every report of the run carries
+    run_dir: Path          # the bundle (with its checkpoint)
+    trained: TrainResult   # from `fit`: model, history, best epoch
+    result: Any            # genre_nb.evaluate.Result of the test set (its files in `.paths`)
+    curves: Any            # the learning-curves Figure
+
+# %% ../nbs/05_training.ipynb #bbc1dd8d
+def run_chapter(params: ChapterConfig,       # from `chapter_config`
+                model_name: str,             # "cnn", "rnn", "hybrid": the results' model, the reports' file names
+                inputs: dict,                # model input -> the features stacked on its feature axis
+                build: Callable,             # ChapterData -> an uncompiled keras.Model with those inputs
+                label: str,                  # the model in the curves' title, e.g. "CNN (mel + chroma)"
+                embedding: str | None = None, # the hybrid's resolved embedding (a name, or "none"); None: no branch
+                models: Path | str = "models", # where the bundle goes (anchored like `models_dir`)
+               ) -> ChapterRun:
+    "A deep chapter's pipeline: data, split, inputs, resumable training, curves, test evaluation and bundle."
+    p = params
+    ds = data.open_dataset(p.cfg.data_dir, tracks_per_genre=p.tracks_per_genre, duration=p.duration, seed=p.seed,
+                           jobs=p.jobs)
+    tracks = data.prepare(ds, split=p.split, seed=p.seed, jobs=p.jobs)
+    emb = None if embedding in (None, "none") else embedding
+    cd = load_inputs(tracks, inputs, p.segment_seconds, embedding=emb, jobs=p.jobs)
+    features = "+".join(f for fs in inputs.values() for f in fs) + (f"+{emb}" if emb else "")
+    extra = {} if embedding is None else {"embedding": embedding}
+    prov = core.provenance(ds.name, ds.fingerprint, split=p.split, seed=p.seed, epochs=p.train.epochs,
+                           segment_seconds=p.segment_seconds, quick=p.quick, model=model_name, features=features, **extra)
+    train_params = {k: v for k, v in vars(p.train).items() if k != "seed"}
+    rid = run_id(p.chapter, dataset=ds.name, fingerprint=ds.fingerprint, split=p.split, seed=p.seed, **extra,
+                 segment_seconds=p.segment_seconds, quick=p.quick, **train_params)
+    run_dir = models_dir(models) / rid
+    trained = fit(lambda: build(cd), cd.train, cd.valid, cd.seg, p.train, checkpoint_dir=run_dir / "checkpoint",
+                  resume=p.resume)
+    curves = plot_curves(trained.history, f"{label}, {ds.name}: accuracy and loss over epochs")
+    tag = report_tag(model_name, prov, cd.seg)
+    core.save_report(curves, f"{tag}_curves.png", p.chapter, prov, p.cfg.reports_dir)
+    core.save_report(trained.history, f"{tag}_history.csv", p.chapter, prov, p.cfg.reports_dir)
+    res = evaluate_model(model_name, trained.model, cd, chapter=p.chapter, prov=prov, features=features,
+                         history=trained.history, reports_dir=p.cfg.reports_dir, quick=p.quick)
+    save_run_bundle(run_dir, trained.model, cd, model_name, res, trained.history, prov, p.train)
+    return ChapterRun(p, ds, cd, prov, run_dir, trained, res, curves)
+
+# %% ../nbs/05_training.ipynb #b2b4cda3
+def check_bundle(run: ChapterRun) -> dict:
+    "Reload a run's bundle; its probabilities for the first test clip, from features and from audio, against the model's."
+    cd = run.data
+    bundle = load_bundle(run.run_dir)
+    first = cd.tracks.iloc[[len(cd.train) + len(cd.valid)]]
+    cp, sp = bundle.predict_features({f: load_feature(first, f)[0] for f in bundle.features})
+    ref, _, _ = predict_clips(run.trained.model, cd.test.subset([0]), cd.seg)
+    wp, wsp = bundle.predict_proba(data.load_audio(first.path.iloc[0]), 22050, segments=True)
+    return {"track_id": first.track_id.iloc[0], "genre": bundle.genres[int(np.argmax(wp))], "p": float(wp.max()),
+            "features_diff": float(np.abs(cp - ref[0]).max()), "audio_diff": float(np.abs(wp - ref[0]).max()),
+            "segments": len(wsp), "feature_segments": len(sp), "files": sorted(f.name for f in run.run_dir.iterdir())}
+
+# %% ../nbs/05_training.ipynb #9d021ebf
+def compare_run(run: ChapterRun) -> pd.DataFrame:
+    "The latest run of every model on this run's data, split, seed and quick setting, best first (`compare_with_baselines`)."
+    p, ds = run.params, run.dataset
+    return compare_with_baselines(core.read_results(p.cfg.reports_dir / "results.csv"), ds.name, p.split, p.seed,
+                                  ds.fingerprint, quick=p.quick)
