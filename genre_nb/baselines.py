@@ -12,7 +12,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from . import core
+from . import core, data
 from .core import GENRES, DataError, ParameterError, check_choice, check_int, get_logger
 from .evaluate import Result, accuracy, confusion_heatmap, evaluate_run, genre_index, summarize_results
 
@@ -136,9 +136,6 @@ def paper_view(arrays_by_feature: dict[str, Sequence[np.ndarray]], # feature nam
     return np.concatenate(blocks, axis=1) if len(blocks) > 1 else blocks[0], cols
 
 # %% ../nbs/04_baselines.ipynb #bd06d707
-def _usable(tracks: pd.DataFrame) -> pd.DataFrame:
-    return (tracks[tracks.status.eq("ok")] if "status" in tracks else tracks).reset_index(drop=True)
-
 def _load(tracks: pd.DataFrame, feats: Sequence[str], cache_dir=None, jobs: int = 1,
          ) -> tuple[pd.DataFrame, dict[str, list[np.ndarray]]]:
     "Extract (one pass, cached) and load `feats` of the usable tracks; tracks whose extraction fails are left out."
@@ -171,7 +168,7 @@ def audio_matrix(tracks: pd.DataFrame,      # from genre_nb.data.prepare (status
                 ) -> FeatureMatrix:
     "The handcrafted-feature matrix of `tracks` in the given view."
     check_choice("view", view, VIEWS)
-    t = _usable(tracks)
+    t = data.usable_tracks(tracks).reset_index(drop=True)
     if not len(t): raise DataError("no usable tracks (status 'ok') to build features from")
     t, X, cols = _matrix(t, list(features), view, cache_dir, jobs, max_values)
     return FeatureMatrix(X, t, "+".join(features), view, *_dataset_of(tracks, dataset, fingerprint), cols)
@@ -187,7 +184,7 @@ def embedding_matrix(tracks: pd.DataFrame,  # from genre_nb.data.prepare
     "The pretrained-embedding matrix of `tracks` (for the Random Forest + embedding row)."
     from genre_nb.embeddings import EMBEDDINGS
     check_choice("embedding", embedding, tuple(EMBEDDINGS)); check_choice("view", view, VIEWS)
-    t = _usable(tracks)
+    t = data.usable_tracks(tracks).reset_index(drop=True)
     if not len(t): raise DataError("no usable tracks (status 'ok') to build embeddings from")
     t, X, cols = _matrix(t, [embedding], view, cache_dir, jobs, max_values)
     return FeatureMatrix(X, t, embedding, view, *_dataset_of(tracks, dataset, fingerprint), cols, embedding=embedding)

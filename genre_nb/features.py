@@ -13,6 +13,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+from . import data
 from .core import (GENRES, Config, DataError, GenreNBError, ParameterError, atomic_write, check_choice,
                            check_float, check_int, get_logger)
 
@@ -23,9 +24,9 @@ __all__ = ['N_FFT', 'HOP', 'WAVELET_LEVELS', 'SUMMARY_COLUMNS', 'KAGGLE_RTOL', '
            'SHARED_FEATURES', 'EMBEDDING_FEATURES', 'FEATURES', 'DEFAULT_FEATURES', 'DEFAULT_PARAMS', 'CACHE_MAX_ABS',
            'mel_basis', 'chroma_basis', 'power_frames', 'shared_features', 'melspec', 'mfcc', 'chroma', 'wavelet',
            'wavelet_bands', 'feature_figure', 'summary_features', 'kaggle_agreement', 'check_features',
-           'feature_params', 'compute_features', 'file_hash', 'FeatureStore', 'usable_tracks', 'extract',
-           'load_features', 'feature_columns', 'feature_table', 'unified_length', 'unify', 'FeatureScaler',
-           'FeatureSet', 'feature_set', 'standardized_summary', 'bench']
+           'feature_params', 'compute_features', 'file_hash', 'FeatureStore', 'extract', 'load_features',
+           'feature_columns', 'feature_table', 'unified_length', 'unify', 'FeatureScaler', 'FeatureSet', 'feature_set',
+           'standardized_summary', 'bench']
 
 # %% ../nbs/02_features.ipynb #daf6fc11
 N_FFT, HOP = 2048, 512  # STFT frame and hop (librosa's defaults): one frame per 23 ms at 22050 Hz
@@ -472,19 +473,13 @@ def _extract_one(row: dict, features: tuple[str, ...], store: FeatureStore | tup
     out["seconds"], out["damaged"] = round(time.perf_counter() - t0, 4), store.damaged - damaged
     return out
 
-def usable_tracks(tracks: pd.DataFrame) -> pd.DataFrame:
-    "The rows every stage uses: `status == 'ok'` (all rows if there is no status column)."
-    for c in ("track_id", "path"):
-        if c not in tracks.columns: raise ParameterError(f"the tracks table has no {c!r} column")
-    return tracks[tracks.status.astype(str) == "ok"] if "status" in tracks.columns else tracks
-
 def _extract(tracks, features, jobs, cache_dir, params, sr, force=False, progress=True) -> pd.DataFrame:
     "`extract` without its log lines (for callers that extract again only to be sure)."
     from tqdm import tqdm
     features, jobs = check_features(features), check_int("jobs", jobs, 1)
     store = FeatureStore(cache_dir, check_int("sr", sr, 1000), dict(params or {}))
     for f in features: store.key(f)                   # validates every parameter before any work
-    ok = usable_tracks(tracks)
+    ok = data.usable_tracks(tracks)
     rows = [{k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in r.items()}
             for r in ok[[c for c in ("track_id", "path", "content_hash") if c in ok.columns]].to_dict("records")]
     results, todo = {}, []
@@ -591,7 +586,7 @@ def feature_table(tracks: pd.DataFrame,                 # tracks table
         X = np.stack([np.asarray(a, np.float64).mean(axis=1) for a in arrays]) if arrays else np.empty((0, 0))
         blocks.append(pd.DataFrame(X, index=pd.Index(ids, name="track_id"), columns=feature_columns(f, X.shape[1])))
     for t, why in failed.items(): _log.warning(f"feature_table: {t} left out: {why}")
-    base = usable_tracks(tracks)[["track_id"] + (["genre"] if "genre" in tracks.columns else [])]
+    base = data.usable_tracks(tracks)[["track_id"] + (["genre"] if "genre" in tracks.columns else [])]
     base = base[~base.track_id.isin(failed.keys())].set_index("track_id")
     return base.join(blocks, how="left").reset_index()
 
@@ -691,7 +686,7 @@ def feature_set(tracks: pd.DataFrame,                # tracks table with `split`
     features = check_features(features)
     for c in ("split", "genre"):
         if c not in tracks.columns: raise ParameterError(f"the tracks table has no {c!r} column (use data.prepare)")
-    tr = usable_tracks(tracks); tr = tr[tr.split.notna()]
+    tr = data.usable_tracks(tracks); tr = tr[tr.split.notna()]
     if not (tr.split == "train").any(): raise DataError("no usable training tracks in the tracks table")
     _extract(tr, features, jobs, cache_dir, params, sr, progress=progress)
     loaded = {f: _load_all(tr, f, cache_dir, params, sr, jobs, mmap=True) for f in features}
