@@ -18,7 +18,7 @@ from .core import GENRES, ParameterError
 # %% auto #0
 __all__ = ['PAPER_RESULTS', 'RESULT_COLUMNS', 'paper_accuracy', 'paper_results_df', 'as_labels', 'genre_index', 'accuracy',
            'classification_report_df', 'confusion_df', 'confusion_heatmap', 'predictions_df', 'Result', 'run_tag',
-           'evaluate_run', 'summarize_results']
+           'score_run', 'write_run', 'evaluate_run', 'summarize_results']
 
 # %% ../nbs/03_evaluate.ipynb #62f33c60
 PAPER_RESULTS: dict[str, dict[str, Any]] = {
@@ -184,12 +184,74 @@ class Result:
 RESULT_COLUMNS: list[str] = [f.name for f in fields(Result) if f.name != "paths"]
 
 # %% ../nbs/03_evaluate.ipynb #4eaa7df1
-def run_tag(model: str, prov: dict, view: str | None = None) -> str:
+def run_tag(model: str,              # model name
+            prov: dict,              # the run's provenance (`core.provenance`)
+            view: str | None = None, # how the features were shaped ("stats", "seg3s", ...), if it matters
+           ) -> str:                 # `<model>_<dataset>[_<view>]_<split>_seed<seed>`
     "The file stem of a run's reports: `<model>_<dataset>[_<view>]_<split>_seed<seed>`."
     p = prov.get("params", {})
     parts = [model, prov.get("dataset", ""), view, p.get("split"), f"seed{p['seed']}" if "seed" in p else None]
     return "_".join(str(x) for x in parts if x not in (None, ""))
 
+# %% ../nbs/03_evaluate.ipynb #b3024860
+def score_run(model: str,               # model name (a PAPER_RESULTS key where the paper has it)
+              y_true, y_pred,           # test-set class indices into GENRES
+              *,
+              chapter: str,             # the notebook's folder under reports/, e.g. "04_baselines"
+              prov: dict,               # core.provenance(dataset, fingerprint, split=..., seed=..., ...)
+              features: str = "",       # which features the model saw
+              val_accuracy: float | None = None, # accuracy on the validation clips (None if they were fit on)
+              **info,                   # more Result fields: epochs, train_seconds, infer_seconds, n_train, n_valid,
+                                        # embedding, view, fit_on, quick
+             ) -> Result:               # the run's Result (no `paths`: nothing is written)
+    "Score one model run: accuracy, macro and weighted F1, sizes and provenance as a `Result`; writes nothing."
+    bad = set(info) - set(RESULT_COLUMNS)
+    if bad: raise ParameterError(f"unknown Result fields: {', '.join(sorted(bad))}")
+    params = prov.get("params", {})
+    if "seed" not in params or "split" not in params:
+        raise ParameterError("scoring a run needs prov with split= and seed= "
+                             "(core.provenance(dataset, fp, split=..., seed=...))")
+    yt, yp = as_labels(y_true, "y_true"), as_labels(y_pred, "y_pred")
+    rep = classification_report_df(yt, yp).set_index("genre")
+    return Result(model=model, features=features, dataset=prov["dataset"], split=params["split"],
+                  seed=int(params["seed"]), test_accuracy=accuracy(yt, yp),
+                  macro_f1=float(rep.loc["macro avg", "f1"]), weighted_f1=float(rep.loc["weighted avg", "f1"]),
+                  val_accuracy=None if val_accuracy is None else float(val_accuracy),
+                  fingerprint=prov.get("fingerprint", ""), n_test=len(yt), chapter=chapter,
+                  genre_nb=prov.get("genre_nb", ""), **info)
+
+# %% ../nbs/03_evaluate.ipynb #8cae6b07
+def write_run(res: Result,               # a scored run (`score_run`)
+              y_true, y_pred,           # the class indices it was scored on
+              proba=None,               # (n, 10) test-set class probabilities, or None
+              track_ids=None,           # the test clips' ids
+              *,
+              prov: dict,               # the provenance it was scored with: stamped on every file
+              reports_dir: Path | str = "reports",
+              results_path: Path | str | None = None, # default: <reports_dir>/results.csv
+              tag: str | None = None,   # file stem (default `run_tag(model, prov, view)`)
+              heatmap: bool = True,     # also draw and save the confusion heatmap
+             ) -> Result:               # `res`, with the paths it wrote in `paths`
+    "Write a scored run's report, predictions and heatmap (with provenance); append its row to the results store."
+    yt, yp = as_labels(y_true, "y_true"), as_labels(y_pred, "y_pred")
+    if len(yt) != res.n_test: raise ParameterError(f"write_run got {len(yt)} labels for a run scored on {res.n_test}")
+    tag = tag or run_tag(res.model, prov, res.view)
+    chapter = res.chapter
+    res.paths["report"] = core.save_report(classification_report_df(yt, yp), f"{tag}_report.csv", chapter, prov,
+                                           reports_dir)
+    res.paths["predictions"] = core.save_report(predictions_df(track_ids, yt, yp, proba), f"{tag}_predictions.csv",
+                                                chapter, prov, reports_dir)
+    if heatmap:
+        name = PAPER_RESULTS.get(res.model, {}).get("name", res.model)
+        fig = confusion_heatmap(yt, yp, title=f"{name} on {res.features or 'features'} ({res.dataset}, {res.split} "
+                                              f"split, seed {res.seed}): test accuracy {res.test_accuracy:.3f}")
+        res.paths["heatmap"] = core.save_report(fig, f"{tag}_confusion.png", chapter, prov, reports_dir)
+    results_path = Path(results_path) if results_path is not None else Path(reports_dir) / "results.csv"
+    core.append_results(res.to_row(), results_path)  # relative paths are anchored at the project root
+    res.paths["results"] = core._anchor(results_path)
+    return res
+
+# %% ../nbs/03_evaluate.ipynb #21553371
 def evaluate_run(model: str,               # model name (a PAPER_RESULTS key where the paper has it)
                  y_true, y_pred,           # test-set class indices into GENRES
                  proba=None,               # (n, 10) test-set class probabilities, or None
@@ -206,33 +268,11 @@ def evaluate_run(model: str,               # model name (a PAPER_RESULTS key whe
                  **info,                   # more Result fields: epochs, train_seconds, infer_seconds, n_train, n_valid,
                                            # embedding, view, fit_on, quick
                 ) -> Result:
-    "Evaluate one model run: write its report, heatmap and predictions, append its row to the results store."
-    bad = set(info) - set(RESULT_COLUMNS)
-    if bad: raise ParameterError(f"evaluate_run got unknown Result fields: {', '.join(sorted(bad))}")
-    if "seed" not in prov.get("params", {}) or "split" not in prov.get("params", {}):
-        raise ParameterError("evaluate_run needs prov with split= and seed= (core.provenance(dataset, fp, split=..., seed=...))")
-    yt, yp = as_labels(y_true, "y_true"), as_labels(y_pred, "y_pred")
-    rep = classification_report_df(yt, yp).set_index("genre")
-    params = prov["params"]
-    res = Result(model=model, features=features, dataset=prov["dataset"], split=params["split"],
-                 seed=int(params["seed"]), test_accuracy=accuracy(yt, yp),
-                 macro_f1=float(rep.loc["macro avg", "f1"]), weighted_f1=float(rep.loc["weighted avg", "f1"]),
-                 val_accuracy=None if val_accuracy is None else float(val_accuracy),
-                 fingerprint=prov.get("fingerprint", ""), n_test=len(yt), chapter=chapter,
-                 genre_nb=prov.get("genre_nb", ""), **info)
-    tag = tag or run_tag(model, prov, res.view)
-    res.paths["report"] = core.save_report(rep.reset_index(), f"{tag}_report.csv", chapter, prov, reports_dir)
-    res.paths["predictions"] = core.save_report(predictions_df(track_ids, yt, yp, proba), f"{tag}_predictions.csv",
-                                                chapter, prov, reports_dir)
-    if heatmap:
-        name = PAPER_RESULTS.get(model, {}).get("name", model)
-        fig = confusion_heatmap(yt, yp, title=f"{name} on {features or 'features'} ({res.dataset}, {res.split} split, "
-                                              f"seed {res.seed}): test accuracy {res.test_accuracy:.3f}")
-        res.paths["heatmap"] = core.save_report(fig, f"{tag}_confusion.png", chapter, prov, reports_dir)
-    results_path = Path(results_path) if results_path is not None else Path(reports_dir) / "results.csv"
-    core.append_results(res.to_row(), results_path)  # relative paths are anchored at the project root
-    res.paths["results"] = core._anchor(results_path)
-    return res
+    "Evaluate one model run: score it (`score_run`), then write its files and results row (`write_run`)."
+    res = score_run(model, y_true, y_pred, chapter=chapter, prov=prov, features=features, val_accuracy=val_accuracy,
+                    **info)
+    return write_run(res, y_true, y_pred, proba, track_ids, prov=prov, reports_dir=reports_dir,
+                     results_path=results_path, tag=tag, heatmap=heatmap)
 
 # %% ../nbs/03_evaluate.ipynb #7d6e1e4e
 def summarize_results(results,   # a list of Result, or a results-store DataFrame

@@ -13,8 +13,8 @@ import pandas as pd
 
 from . import core
 from .core import GENRES, GenreNBError, ParameterError, get_logger
-from .evaluate import (PAPER_RESULTS, RESULT_COLUMNS, Result, accuracy, classification_report_df, confusion_df,
-                               genre_index, paper_accuracy, summarize_results)
+from .evaluate import (PAPER_RESULTS, RESULT_COLUMNS, classification_report_df, confusion_df, genre_index,
+                               paper_accuracy, score_run, summarize_results)
 
 log = get_logger("genre_nb.report")
 
@@ -214,17 +214,15 @@ def measure_split_gap(fm,                                   # a genre_nb.baselin
             except SplitError as e:
                 log.warning(f"{fm.dataset}: no '{sp}' split to measure ({e})"); break
             fit_on = default_fit_on(sp)
+            prov = core.provenance(fm.dataset, fm.fingerprint, split=sp, seed=int(s))
             for m in models:
                 f = fit_predict(m, fm, lab, s, fit_on, n_jobs, n_estimators)
                 yt = fm.y[f.test]
-                rep = classification_report_df(yt, f.y_pred).set_index("genre")
-                r = Result(model=m, features=fm.features, dataset=fm.dataset, split=sp, seed=int(s),
-                           test_accuracy=accuracy(yt, f.y_pred), macro_f1=float(rep.loc["macro avg", "f1"]),
-                           weighted_f1=float(rep.loc["weighted avg", "f1"]), val_accuracy=f.val_accuracy,
-                           fingerprint=fm.fingerprint, train_seconds=round(f.train_seconds, 4), n_train=len(f.train),
-                           n_valid=len(f.valid), n_test=len(f.test), embedding=fm.embedding, view=fm.view, fit_on=fit_on,
-                           quick=quick, chapter=CHAPTER)
+                r = score_run(m, yt, f.y_pred, chapter=CHAPTER, prov=prov, features=fm.features,
+                              val_accuracy=f.val_accuracy, train_seconds=round(f.train_seconds, 4), n_train=len(f.train),
+                              n_valid=len(f.valid), embedding=fm.embedding, view=fm.view, fit_on=fit_on, quick=quick)
                 runs.append(r.to_row())
+                rep = classification_report_df(yt, f.y_pred).set_index("genre")
                 f1 += [dict(model=m, features=fm.features, dataset=fm.dataset, split=sp, seed=int(s), genre=g,
                             f1=float(rep.loc[g, "f1"]), support=int(rep.loc[g, "support"]))
                        for g in GENRES if g in rep.index and rep.loc[g, "support"] > 0]
