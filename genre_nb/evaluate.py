@@ -194,6 +194,7 @@ class Result:
         "The results-store row (everything but `paths`)."
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "paths"}
 
+# %% ../nbs/03_evaluate.ipynb #f6972538
 RESULT_COLUMNS: list[str] = [f.name for f in fields(Result) if f.name != "paths"]
 
 # %% ../nbs/03_evaluate.ipynb #4eaa7df1
