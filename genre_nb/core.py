@@ -14,11 +14,11 @@ import numpy as np
 import pandas as pd
 
 # %% auto #0
-__all__ = ['GENRES', 'get_logger', 'GenreNBError', 'ParameterError', 'DataError', 'check_choice', 'check_int', 'check_float',
-           'check_out_folder', 'check_out_file', 'in_test', 'quick_caps', 'project_root', 'Config', 'real_data',
-           'seed_everything', 'librosa_ready', 'atomic_write', 'write_text', 'display_path', 'package_version',
-           'provenance', 'provenance_line', 'save_report', 'read_report_csv', 'read_provenance', 'append_results',
-           'read_results']
+__all__ = ['GENRES', 'SPLITS', 'get_logger', 'GenreNBError', 'ParameterError', 'DataError', 'check_choice', 'check_int',
+           'check_float', 'check_out_folder', 'check_out_file', 'in_test', 'quick_caps', 'check_data_params',
+           'project_root', 'Config', 'real_data', 'seed_everything', 'librosa_ready', 'atomic_write', 'write_text',
+           'display_path', 'package_version', 'provenance', 'provenance_line', 'save_report', 'read_report_csv',
+           'read_provenance', 'append_results', 'read_results']
 
 # %% ../nbs/00_core.ipynb #02a9e0da
 GENRES: tuple[str, ...] = ("blues", "classical", "country", "disco", "hiphop",
@@ -135,6 +135,19 @@ def quick_caps(quick: bool,  # the run's `quick` flag
         out.append(new)
     if said: get_logger("genre_nb").info("quick: " + ", ".join(said))
     return tuple(out)
+
+# %% ../nbs/00_core.ipynb #3645f0f5
+SPLITS = ("paper", "filtered")  # the paper's random stratified split, and Kereliuk/Sturm's artist-filtered one
+
+def check_data_params(split: str = "paper",        # "paper" or "filtered"
+                      seed: int = 42,              # the seed of the synthetic set and of the paper split
+                      tracks_per_genre: int = 30,  # synthetic set only: tracks per genre
+                      duration: float = 30.0,      # synthetic set only: seconds per track
+                     ) -> tuple[str, int, int, float]:  # the same values, checked
+    "The data parameters every chapter shares, checked before any work (one-line errors)."
+    return (check_choice("split", split, SPLITS), check_int("seed", seed, 0),
+            check_int("tracks_per_genre", tracks_per_genre, 1), check_float("duration", duration, 0.5, 600))
+
 
 # %% ../nbs/00_core.ipynb #592e2ad9
 def project_root(start: Path | str | None = None) -> Path | None:

@@ -14,18 +14,18 @@ import numpy as np
 import pandas as pd
 import soundfile as sf
 
-from .core import (GENRES, Config, DataError, GenreNBError, ParameterError, atomic_write, check_choice,
-                           get_logger)
+from .core import (GENRES, SPLITS, Config, DataError, GenreNBError, ParameterError, atomic_write,
+                           check_choice, get_logger)
 
 log = get_logger("genre_nb.data")
 
 # %% auto #0
-__all__ = ['log', 'AUDIO_EXTS', 'GENRE_STYLES', 'SYNTH_VERSION', 'AUDIT_COLUMNS', 'SPLITS', 'MIN_PER_GENRE', 'AudioError',
-           'audio_format', 'to_mono', 'open_audio', 'read_audio', 'resample', 'load_audio', 'sturm_index',
-           'find_tracks', 'name_collisions', 'render_track', 'synthetic_styles', 'make_synthetic', 'audio_hash',
-           'truncation', 'audit_track', 'audit', 'genre_summary', 'duplicates', 'SplitError', 'filtered_lists',
-           'paper_split', 'filtered_split', 'make_split', 'usable_tracks', 'Dataset', 'fingerprint', 'synthetic_dir',
-           'open_dataset', 'prepare', 'audit_figure', 'simple_stats', 'calibrate']
+__all__ = ['log', 'AUDIO_EXTS', 'GENRE_STYLES', 'SYNTH_VERSION', 'AUDIT_COLUMNS', 'MIN_PER_GENRE', 'AudioError', 'audio_format',
+           'to_mono', 'open_audio', 'read_audio', 'resample', 'load_audio', 'sturm_index', 'find_tracks',
+           'name_collisions', 'render_track', 'synthetic_styles', 'make_synthetic', 'audio_hash', 'truncation',
+           'audit_track', 'audit', 'genre_summary', 'duplicates', 'SplitError', 'filtered_lists', 'paper_split',
+           'filtered_split', 'make_split', 'usable_tracks', 'Dataset', 'fingerprint', 'synthetic_dir', 'open_dataset',
+           'prepare', 'audit_figure', 'simple_stats', 'calibrate']
 
 # %% ../nbs/01_data_audit.ipynb #be41a6aa
 class AudioError(GenreNBError):
@@ -412,7 +412,6 @@ class SplitError(ParameterError):
     "The tracks at hand cannot make the requested split (too few per genre, or an empty part)."
 
 # %% ../nbs/01_data_audit.ipynb #f611214f
-SPLITS = ("paper", "filtered")
 MIN_PER_GENRE = 5  # stratified 60/20/20 needs one valid and one test track per genre: 5 tracks
 
 # %% ../nbs/01_data_audit.ipynb #903565ef

@@ -13,17 +13,17 @@ import pandas as pd
 
 from . import core, data
 from .baselines import KAGGLE_REFERENCE, default_fit_on, fit_predict
-from .core import GENRES, GenreNBError, ParameterError, get_logger
+from .core import GENRES, SPLITS, GenreNBError, ParameterError, get_logger
 from .evaluate import (PAPER_RESULTS, RESULT_COLUMNS, classification_report_df, confusion_df, genre_index,
                                paper_accuracy, score_run, summarize_results)
 
 log = get_logger("genre_nb.report")
 
 # %% auto #0
-__all__ = ['log', 'CHAPTER', 'PAPER_MODELS', 'SPLITS', 'DATASET_LABELS', 'SPLIT_LABELS', 'PAPER_SETTING', 'RUN_KEYS',
-           'SUMMARY_COLUMNS', 'GAP_KEYS', 'GAP_COLUMNS', 'F1_COLUMNS', 'FILE_COLUMNS', 'PAPER_F1', 'MODEL_FIGURES',
-           'CHAPTER_MODELS', 'FILE_FIGURES', 'RESULTS_START', 'RESULTS_END', 'dataset_label', 'split_label',
-           'clean_results', 'results_summary', 'paper_comparison', 'results_markdown', 'split_gap', 'measure_split_gap',
+__all__ = ['log', 'CHAPTER', 'PAPER_MODELS', 'DATASET_LABELS', 'SPLIT_LABELS', 'PAPER_SETTING', 'RUN_KEYS', 'SUMMARY_COLUMNS',
+           'GAP_KEYS', 'GAP_COLUMNS', 'F1_COLUMNS', 'FILE_COLUMNS', 'PAPER_F1', 'MODEL_FIGURES', 'CHAPTER_MODELS',
+           'FILE_FIGURES', 'RESULTS_START', 'RESULTS_END', 'dataset_label', 'split_label', 'clean_results',
+           'results_summary', 'paper_comparison', 'results_markdown', 'split_gap', 'measure_split_gap',
            'artist_leakage', 'run_files', 'per_genre_f1', 'confusion_totals', 'confused_pairs', 'confused_pairs_table',
            'f1_table', 'duplicate_groups', 'feature_duplicates', 'executed_notebooks', 'paper_reference',
            'reports_index', 'notebooks_markdown', 'write_reports_index', 'update_readme', 'readme_table',
@@ -32,7 +32,6 @@ __all__ = ['log', 'CHAPTER', 'PAPER_MODELS', 'SPLITS', 'DATASET_LABELS', 'SPLIT_
 # %% ../nbs/07_discussion.ipynb #e1b57839
 CHAPTER = "07_discussion"
 PAPER_MODELS: tuple[str, ...] = tuple(PAPER_RESULTS)  # logreg, sgd, rf, rf_embedding, cnn, rnn, hybrid (paper order)
-SPLITS: tuple[str, ...] = ("paper", "filtered")
 DATASET_LABELS: dict[str, str] = {"gtzan": "GTZAN (audio)", "kaggle_csv": "GTZAN (Kaggle feature table)",
                                   "synthetic": "synthetic (not GTZAN)"}
 SPLIT_LABELS: dict[str, str] = {"paper": "paper: random stratified 60/20/20",

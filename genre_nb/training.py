@@ -33,7 +33,7 @@ __all__ = ['log', 'HISTORY_COLUMNS', 'BUNDLE_FORMAT', 'BUNDLE_README', 'PICKLE_S
            'read_json', 'read_arrays', 'Bundle', 'default_extractor', 'load_bundle', 'list_bundles',
            'convert_legacy_bundle', 'embedding_fps', 'load_feature', 'ChapterData', 'load_inputs', 'view_name',
            'report_tag', 'evaluate_model', 'save_run_bundle', 'compare_with_baselines', 'ChapterConfig',
-           'chapter_config', 'ChapterRun', 'run_chapter', 'check_bundle', 'compare_run']
+           'chapter_config', 'ChapterRun', 'run_chapter', 'run_summary', 'check_bundle', 'compare_run']
 
 # %% ../nbs/05_training.ipynb #0b9e6793
 def effective_warmup(epochs: int,             # epochs of the whole run
@@ -1013,18 +1013,34 @@ def run_chapter(params: ChapterConfig,       # from `chapter_config`
     save_run_bundle(run_dir, trained.model, cd, model_name, res, trained.history, prov, p.train)
     return ChapterRun(p, ds, cd, prov, run_dir, trained, res, curves)
 
+# %% ../nbs/05_training.ipynb #2fc556fc
+def run_summary(run: ChapterRun) -> pd.DataFrame:  # one row: the run's training and its accuracies
+    "What a chapter reports after its run: epochs, seconds per epoch, best epoch, clips per part, accuracies."
+    h, r = run.trained.history, run.result
+    parts = {f"{k} clips": len(c) for k, c in run.data.parts().items()}
+    return pd.DataFrame([{"model": r.model, "epochs": len(h), "s/epoch": round(float(h.seconds.mean()), 1),
+                          "best epoch": run.trained.best_epoch + 1, **parts, "test accuracy": r.test_accuracy,
+                          "validation accuracy": r.val_accuracy, "paper": r.paper_accuracy}]).set_index("model")
+
 # %% ../nbs/05_training.ipynb #b2b4cda3
-def check_bundle(run: ChapterRun) -> dict:
-    "Reload a run's bundle: its probabilities of the first test clip, from features and from audio, vs the model's."
+def check_bundle(run: ChapterRun,                  # from `run_chapter`
+                 atol_features: float = 1e-5,      # the largest difference allowed from cached features
+                 atol_audio: float = 1e-4,         # ... and from the waveform (resampled, features recomputed)
+                ) -> dict:                         # the clip, the reloaded bundle's answer, the differences, its files
+    "Reload a run's bundle and classify the first test clip from features and from audio; raise if it disagrees."
     cd = run.data
     bundle = load_bundle(run.run_dir)
     first = cd.tracks.iloc[[len(cd.train) + len(cd.valid)]]
     cp, sp = bundle.predict_features({f: load_feature(first, f)[0] for f in bundle.features})
     ref, _, _ = predict_clips(run.trained.model, cd.test.subset([0]), cd.seg)
     wp, wsp = bundle.predict_proba(data.load_audio(first.path.iloc[0]), 22050, segments=True)
-    return {"track_id": first.track_id.iloc[0], "genre": bundle.genres[int(np.argmax(wp))], "p": float(wp.max()),
-            "features_diff": float(np.abs(cp - ref[0]).max()), "audio_diff": float(np.abs(wp - ref[0]).max()),
-            "segments": len(wsp), "feature_segments": len(sp), "files": sorted(f.name for f in run.run_dir.iterdir())}
+    out = {"track_id": first.track_id.iloc[0], "genre": bundle.genres[int(np.argmax(wp))], "p": float(wp.max()),
+           "features_diff": float(np.abs(cp - ref[0]).max()), "audio_diff": float(np.abs(wp - ref[0]).max()),
+           "segments": len(wsp), "feature_segments": len(sp), "files": sorted(f.name for f in run.run_dir.iterdir())}
+    if out["features_diff"] > atol_features or out["audio_diff"] > atol_audio or len(wsp) != len(sp):
+        raise BundleError(f"the bundle reloaded from {run.run_dir.name} disagrees with the trained model: "
+                          f"{ {k: out[k] for k in ('features_diff', 'audio_diff', 'segments', 'feature_segments')} }")
+    return out
 
 # %% ../nbs/05_training.ipynb #9d021ebf
 def compare_run(run: ChapterRun) -> pd.DataFrame:
