@@ -1,9 +1,23 @@
+"""genre_nb: music genre classification on GTZAN, a reproduction in notebooks.
+
+The public names are the chapters' modules and `predict`; they are imported on first use (as librosa does), so
+`import genre_nb` and `dir(genre_nb)` stay light: neither imports TensorFlow."""
 __version__ = "0.1.0"
+
+import importlib
+
+_SUBMODULES = ("core", "data", "download", "features", "embeddings", "evaluate", "baselines", "training", "cnn", "rnn",
+               "hybrid", "report", "inference", "reproduce", "cli")
+__all__ = [*_SUBMODULES, "predict", "__version__"]
 
 
 def __getattr__(name):
-    "`genre_nb.predict(paths_or_arrays, model=None) -> DataFrame`, imported on first use (keeps `import genre_nb` light)."
-    if name == "predict":
-        from .inference import predict
-        return predict
+    "A chapter's module, imported on first use; `predict(paths_or_arrays, model=None) -> DataFrame` (from `inference`)."
+    if name in _SUBMODULES: return importlib.import_module(f".{name}", __name__)
+    if name == "predict": return importlib.import_module(".inference", __name__).predict
     raise AttributeError(f"module 'genre_nb' has no attribute {name!r}")
+
+
+def __dir__():
+    "The public names: what `__all__` declares."
+    return list(__all__)

@@ -10,42 +10,43 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")   # quiet TensorFlow's start-up noise in the CLI
 
-import numpy as np
 import pandas as pd
 
+from . import __version__
 from . import inference as I
-from .core import (DataError, GenreNBError, ParameterError, _anchor, atomic_write, check_choice, check_float, check_int,
-    get_logger, project_root, read_results, write_text)
-from .data import AUDIT_COLUMNS, SPLITS, audit, duplicates, find_tracks, genre_summary, name_collisions
+from .core import (GenreNBError, ParameterError, atomic_write, check_choice, check_float, check_int,
+                           check_out_file, check_out_folder)
+from .data import AUDIT_COLUMNS, audit, duplicates, find_tracks, genre_summary, name_collisions
 from .data import open_dataset, prepare
 from .download import MINI_MD5, MINI_URL, download_mini
-from .report import readme_table, update_readme
+from .features import bench, check_features, feature_table
+from .reproduce import reproduce, write_readme
 from .training import convert_legacy_bundle
 
 # %% auto #0
-__all__ = ['CHAPTERS', 'ChapterFailed', 'run_chapter', 'reproduce', 'render_index', 'write_readme', 'parser', 'main']
+__all__ = ['parser', 'main']
 
-# %% ../nbs/10_cli.ipynb #2071e440
-def _out_folder(option: str, value) -> Path:
-    "The folder an option names (made later if missing); a one-line `ParameterError` if it, or a parent, is no writable folder."
-    p = Path(value).expanduser()
-    q = next(q for q in (p, *p.parents) if q.exists())    # the nearest part that exists
-    if not q.is_dir(): raise ParameterError(f"{option} {value}: {q} is a file, not a folder")
-    if not os.access(q, os.W_OK | os.X_OK): raise ParameterError(f"{option} {value}: cannot write in {q}")
+# %% ../nbs/10_cli.ipynb #9c63523d
+def _command(sub,               # the parser's subparsers
+             name: str,         # the subcommand
+             func,              # what runs it: func(args) -> exit status
+             help: str,         # one line for `genre-nb --help`
+             description: str,  # the text of `genre-nb NAME --help`
+             data_dir: str | None = None,  # help of an optional DATA_DIR argument (None: no such argument)
+            ) -> argparse.ArgumentParser:  # its parser, for its options
+    "Add the subcommand `name`, run by `func`."
+    p = sub.add_parser(name, help=help, description=description)
+    if data_dir is not None: p.add_argument("data_dir", nargs="?", default=None, help=data_dir)
+    p.set_defaults(func=func)
     return p
 
-def _out_file(option: str, value) -> Path:
-    "The file an option names (to be written); a one-line `ParameterError` if it is a folder or cannot be made."
-    p = Path(value).expanduser()
-    if p.is_dir(): raise ParameterError(f"{option} {value} is a folder; give a file name, e.g. {p / 'features.csv'}")
-    _out_folder(option, p.parent)
-    return p
-
+# %% ../nbs/10_cli.ipynb #7a3f1ad7
 def _audit(args: argparse.Namespace) -> int:
     "genre-nb audit: print the audit table and per-genre summary, write audit.csv."
     jobs, min_duration = check_int("--jobs", args.jobs, 1), check_float("--min-duration", args.min_duration, 0)
-    tracks_per_genre, duration = check_int("--tracks-per-genre", args.tracks_per_genre, 1), check_float("--duration", args.duration, 0.5, 600)
-    out = _out_folder("--out", args.out)
+    tracks_per_genre = check_int("--tracks-per-genre", args.tracks_per_genre, 1)
+    duration = check_float("--duration", args.duration, 0.5, 600)
+    out = check_out_folder("--out", args.out)
     if args.data_dir is None:
         ds = open_dataset(None, tracks_per_genre=tracks_per_genre, duration=duration, jobs=jobs)
         tracks, name = ds.tracks, "synthetic"
@@ -56,46 +57,55 @@ def _audit(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     with atomic_write(out / "audit.csv") as f: aud[AUDIT_COLUMNS].to_csv(f, index=False)
     if args.json:
-        print(json.dumps({"dataset": name, "tracks": aud[AUDIT_COLUMNS].to_dict("records"), "summary": summary.to_dict("records"),
-                          "duplicates": dups.to_dict("records"), "name_collisions": same.to_dict("records")}, default=str))
+        print(json.dumps({"dataset": name, "tracks": aud[AUDIT_COLUMNS].to_dict("records"),
+                          "summary": summary.to_dict("records"), "duplicates": dups.to_dict("records"),
+                          "name_collisions": same.to_dict("records")}, default=str))
         return 0
     with pd.option_context("display.max_rows", None, "display.width", 200, "display.max_colwidth", 60):
         print(f"Audit of {len(aud)} tracks ({name} data)\n")
         print(aud[AUDIT_COLUMNS].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
         print("\nPer genre\n" + summary.to_string(index=False))
     bad = aud[aud.status != "ok"]
-    print(f"\n{len(aud) - len(bad)} usable, {len(bad)} excluded" + "".join(f"\n  {r.filename}: {r.status}" for r in bad.itertuples()))
+    print(f"\n{len(aud) - len(bad)} usable, {len(bad)} excluded"
+          + "".join(f"\n  {r.filename}: {r.status}" for r in bad.itertuples()))
     if len(dups): print(f"{dups.group.nunique()} groups of exact duplicates:\n" + dups.to_string(index=False))
     if len(same): print(f"{same.stem.nunique()} file names in several genre folders (track ids: <genre>/<file>):\n"
                         + same.to_string(index=False))
     print(f"\nwrote {out / 'audit.csv'}")
     return 0
 
+# %% ../nbs/10_cli.ipynb #2071e440
 def _add_audit(sub) -> None:
-    p = sub.add_parser("audit", help="audit a GTZAN-like folder (paper Figure 1): duration, rate, amplitude, status",
-                       description="Audit every track of DATA_DIR: duration, sampling rate, mean/RMS/max amplitude and a status "
-                                   "(ok, or why the file is excluded: unreadable, empty, truncated, silent, too short). "
-                                   "Prints the table and a per-genre summary and writes audit.csv.")
-    p.add_argument("data_dir", nargs="?", default=None,
-                   help="a GTZAN copy (Kaggle genres_original/<genre>/*.wav, Marsyas genres/<genre>/*.au) or a folder with "
-                        "one subfolder per genre; omitted: the synthetic GTZAN-like set")
+    p = _command(sub, "audit", _audit,
+                 "audit a GTZAN-like folder (paper Figure 1): duration, rate, amplitude, status",
+                 "Audit every track of DATA_DIR: duration, sampling rate, mean/RMS/max amplitude and a status "
+                 "(ok, or why the file is excluded: unreadable, empty, truncated, silent, too short). "
+                 "Prints the table and a per-genre summary and writes audit.csv.",
+                 data_dir="a GTZAN copy (Kaggle genres_original/<genre>/*.wav, Marsyas genres/<genre>/*.au) or a "
+                          "folder with one subfolder per genre; omitted: the synthetic GTZAN-like set")
     p.add_argument("--out", default=".", help="folder for audit.csv (default: the current folder)")
-    p.add_argument("--json", action="store_true", help="print the audit, summary and duplicates as JSON instead of tables")
-    p.add_argument("--min-duration", type=float, default=3.0, help="tracks shorter than this many seconds are excluded (default 3; 0: none)")
+    p.add_argument("--json", action="store_true",
+                   help="print the audit, summary and duplicates as JSON instead of tables")
+    p.add_argument("--min-duration", type=float, default=3.0,
+                   help="tracks shorter than this many seconds are excluded (default 3; 0: none)")
     p.add_argument("--jobs", type=int, default=2, help="parallel workers (default 2)")
     p.add_argument("--tracks-per-genre", type=int, default=30, help="synthetic set only: tracks per genre (default 30)")
     p.add_argument("--duration", type=float, default=30.0, help="synthetic set only: seconds per track (default 30)")
-    p.set_defaults(func=_audit)
 
 # %% ../nbs/10_cli.ipynb #37294354
 @contextmanager
-def _backend(name: str, scheduler: str | None = None, jobs: int = 2):
-    "Run the enclosed joblib work on `name` ('loky' or 'dask'); for dask, connect to `scheduler` or start a local cluster."
+def _backend(name: str,                # 'loky' (local processes) or 'dask'
+             scheduler: str | None = None,  # dask: a running scheduler's address (None: a local cluster)
+             jobs: int = 2,            # dask: workers of the local cluster
+            ):
+    "Run the enclosed joblib work on `name`; for dask, connect to `scheduler` or start a local cluster."
     import joblib
     if name != "dask":
-        yield; return
+        yield
+        return
     try: from dask.distributed import Client, LocalCluster
-    except ImportError: raise GenreNBError("--backend dask needs dask.distributed: pip install 'dask[distributed]'") from None
+    except ImportError:
+        raise GenreNBError("--backend dask needs dask.distributed: pip install 'dask[distributed]'") from None
     cluster = None if scheduler else LocalCluster(n_workers=jobs, threads_per_worker=1, dashboard_address=None)
     client = Client(scheduler or cluster)
     try:
@@ -104,177 +114,122 @@ def _backend(name: str, scheduler: str | None = None, jobs: int = 2):
         client.close()
         if cluster is not None: cluster.close()
 
+# %% ../nbs/10_cli.ipynb #af35d03b
 def _extract(args: argparse.Namespace) -> int:
     "genre-nb extract: one CSV row per usable track with the requested features as columns."
-    from genre_nb.features import check_features, feature_table
-    feats = check_features(args.features); jobs = check_int("--jobs", args.jobs, 1)
+    feats, jobs = check_features(args.features), check_int("--jobs", args.jobs, 1)
     check_choice("--backend", args.backend, ("loky", "dask"))
     tracks_per_genre = check_int("--tracks-per-genre", args.tracks_per_genre, 1)
-    out = _out_file("--out", args.out)
-    if args.cache_dir is not None: _out_folder("--cache-dir", args.cache_dir)
+    out = check_out_file("--out", args.out)
+    if args.cache_dir is not None: check_out_folder("--cache-dir", args.cache_dir)
     ds = open_dataset(args.data_dir, args.cache_dir, tracks_per_genre=tracks_per_genre)
     tracks = prepare(ds, split=None, cache_dir=args.cache_dir, jobs=jobs)
     with _backend(args.backend, args.scheduler, jobs):
-        table = feature_table(tracks, feats, jobs=max(jobs, 2) if args.backend == "dask" else jobs, cache_dir=args.cache_dir)
+        table = feature_table(tracks, feats, jobs=max(jobs, 2) if args.backend == "dask" else jobs,
+                              cache_dir=args.cache_dir)
     with atomic_write(out) as f: table.to_csv(f, index=False)
     skipped = len(tracks) - len(table)
-    print(f"wrote {out}: {len(table)} tracks x {table.shape[1] - 2} feature columns ({', '.join(feats)}; {ds.name} data)"
-          + (f"; {skipped} tracks left out (see the audit)" if skipped else ""))
+    print(f"wrote {out}: {len(table)} tracks x {table.shape[1] - 2} feature columns "
+          f"({', '.join(feats)}; {ds.name} data)" + (f"; {skipped} tracks left out (see the audit)" if skipped else ""))
     return 0
 
+# %% ../nbs/10_cli.ipynb #00047e73
 def _add_extract(sub) -> None:
-    p = sub.add_parser("extract", help="extract features of every track into one CSV (one row per track)",
-                       description="Extract features of every usable track of DATA_DIR (cached; parallel) and write one row "
-                                   "per track: track_id, genre, then the features by column name.")
-    p.add_argument("data_dir", nargs="?", default=None, help="a GTZAN-like folder (default: the synthetic GTZAN-like set)")
+    p = _command(sub, "extract", _extract, "extract features of every track into one CSV (one row per track)",
+                 "Extract features of every usable track of DATA_DIR (cached; parallel) and write one row "
+                 "per track: track_id, genre, then the features by column name.",
+                 data_dir="a GTZAN-like folder (default: the synthetic GTZAN-like set)")
     p.add_argument("--features", default="summary",
-                   help="comma-separated: summary (the Kaggle table's 57 columns), mel, mfcc, chroma, wavelet, musicnn, vggish "
-                        "(default: summary)")
+                   help="comma-separated: summary (the Kaggle table's 57 columns), mel, mfcc, chroma, wavelet, "
+                        "musicnn, vggish (default: summary)")
     p.add_argument("--out", default="features.csv", help="the CSV to write (default: features.csv)")
     p.add_argument("--jobs", type=int, default=2, help="parallel workers (default 2)")
     p.add_argument("--backend", default="loky", choices=("loky", "dask"),
                    help="where the workers run: local processes (loky, default) or a Dask cluster (dask)")
-    p.add_argument("--scheduler", default=None, help="with --backend dask: a running scheduler's address (default: a local cluster)")
+    p.add_argument("--scheduler", default=None,
+                   help="with --backend dask: a running scheduler's address (default: a local cluster)")
     p.add_argument("--cache-dir", default=None, help="feature cache (default: $GENRE_NB_CACHE or ~/.cache/genre_nb)")
     p.add_argument("--tracks-per-genre", type=int, default=30, help="synthetic set only: tracks per genre (default 30)")
-    p.set_defaults(func=_extract)
 
+# %% ../nbs/10_cli.ipynb #e2b5c0a1
 def _bench(args: argparse.Namespace) -> int:
     "genre-nb bench: per feature, median ms per 30 s track, shared STFT vs separate librosa calls."
-    from genre_nb.features import bench
-    check_int("--n-tracks", args.n_tracks, 1); check_int("--repeats", args.repeats, 1)
+    check_int("--n-tracks", args.n_tracks, 1)
+    check_int("--repeats", args.repeats, 1)
     paths = list(find_tracks(args.data_dir).path) if args.data_dir else None
     t = bench(paths, n_tracks=args.n_tracks, repeats=args.repeats)
-    print(f"median milliseconds per 30 s track, one core ({'files of ' + str(args.data_dir) if paths else 'synthetic 30 s signals'}, "
-          f"{args.n_tracks} tracks x {args.repeats} repeats)\n")
+    source = f"files of {args.data_dir}" if paths else "synthetic 30 s signals"
+    print(f"median milliseconds per 30 s track, one core ({source}, {args.n_tracks} tracks x {args.repeats} repeats)\n")
     print(t.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
     return 0
 
+# %% ../nbs/10_cli.ipynb #02a70cfe
 def _add_bench(sub) -> None:
-    p = sub.add_parser("bench", help="time feature extraction: shared STFT vs separate librosa calls",
-                       description="Print, per feature, the median milliseconds per 30 s track and the speed-up of the "
-                                   "shared-STFT path over calling librosa once per feature, on the same tracks in the same run.")
-    p.add_argument("data_dir", nargs="?", default=None, help="a GTZAN-like folder to take tracks from (default: synthetic signals)")
+    p = _command(sub, "bench", _bench, "time feature extraction: shared STFT vs separate librosa calls",
+                 data_dir="a GTZAN-like folder to take tracks from (default: synthetic signals)",
+                 description="Print, per feature, the median milliseconds per 30 s track and the speed-up of the "
+                             "shared-STFT path over calling librosa once per feature, on the same tracks in the "
+                             "same run.")
     p.add_argument("--n-tracks", type=int, default=10, help="tracks to time (default 10)")
     p.add_argument("--repeats", type=int, default=3, help="timings per track (default 3)")
-    p.set_defaults(func=_bench)
-
-# %% ../nbs/10_cli.ipynb #79647257
-CHAPTERS = ("01_data_audit", "02_features", "02a_embeddings", "04_baselines", "05a_cnn", "05b_rnn", "06_hybrid", "07_discussion",
-            "08_predict")
-
-class ChapterFailed(GenreNBError):
-    "A chapter's notebook raised: the message names the chapter, the cell and the error."
-
-def _chapters(only: str | None) -> list[str]:
-    "The chapters to run: all, or those named in `only` (e.g. `01,04_baselines`)."
-    if not only: return list(CHAPTERS)
-    out = []
-    for key in [k.strip() for k in only.split(",") if k.strip()]:
-        hits = [c for c in CHAPTERS if c == key or c.split("_")[0] == key]
-        if not hits: raise ParameterError(f"--only: unknown chapter {key!r}; chapters: {', '.join(CHAPTERS)}")
-        out += [h for h in hits if h not in out]
-    return [c for c in CHAPTERS if c in out]
-
-def run_chapter(chapter: str,          # e.g. "04_baselines"
-                params: dict,           # candidate parameters; only those the notebook declares are passed
-                out_dir: Path,          # where the executed notebook goes
-                nbs_dir: Path,          # the project's nbs/
-                kernel: str = "python3",
-               ) -> Path:               # the executed notebook
-    "Execute one chapter with papermill; raise `ChapterFailed` with one line if a cell raises."
-    import papermill as pm
-    src = nbs_dir / f"{chapter}.ipynb"
-    if not src.exists(): raise ChapterFailed(f"{chapter}: notebook {src} not found")
-    declared = pm.inspect_notebook(str(src))
-    use = {k: v for k, v in params.items() if k in declared and v is not None}
-    out = out_dir / f"{chapter}{params.get('_suffix', '')}.ipynb"; out.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        pm.execute_notebook(str(src), str(out), parameters=use, kernel_name=kernel, cwd=str(nbs_dir),
-                            progress_bar=False, log_output=False, report_mode=False)
-    except pm.PapermillExecutionError as e:
-        raise ChapterFailed(f"{chapter} failed in cell {e.exec_count} ({e.ename}: {str(e.evalue).splitlines()[0] if e.evalue else ''}); "
-                            f"executed notebook: {out}") from None
-    return out
 
 # %% ../nbs/10_cli.ipynb #5149e8c8
-def reproduce(data_dir: str | None = None,  # a GTZAN folder; None: the synthetic set
-              split: str = "paper",          # "paper" or "filtered"
-              seeds: int = 1,                # seeds: baselines repeat inside; deep models run once per seed
-              epochs: int | None = None,     # deep models' epochs (None: each notebook's default)
-              embedding: str = "auto",       # "auto", "vggish", "musicnn" or "none"
-              quick: bool = False,           # small data and few epochs everywhere
-              only: str | None = None,       # comma-separated chapters (default: all)
-              reports_dir: str = "reports",  # where reports and executed notebooks go
-              seed: int = 42,                # the first seed
-              tracks_per_genre: int | None = None, # synthetic set only
-              csv_path: str | None = None,   # GTZAN's Kaggle feature table: 07 measures the split gap on it
-             ) -> list[Path]:                # the executed notebooks
-    "Re-execute the chapters in order with papermill, one progress line each; stop at the first failure."
-    import time
-    check_choice("split", split, SPLITS); seeds, seed = check_int("seeds", seeds, 1), check_int("seed", seed, 0)
-    if epochs is not None: epochs = check_int("epochs", epochs, 1)
-    if tracks_per_genre is not None: tracks_per_genre = check_int("tracks_per_genre", tracks_per_genre, 1)
-    check_choice("embedding", embedding, ("auto", "vggish", "musicnn", "none"))
-    if data_dir is not None and not Path(data_dir).expanduser().is_dir():
-        raise DataError(f"data folder not found: {data_dir}")
-    if csv_path is not None and not Path(csv_path).expanduser().is_file():
-        raise ParameterError(f"csv_path {csv_path} is not a file (expected Kaggle's features_30_sec.csv)")
-    _out_folder("reports_dir", _anchor(reports_dir))
-    root = project_root() or project_root(Path(__file__).parent)
-    if root is None or not (root / "nbs").is_dir():
-        raise GenreNBError("reproduce runs the notebooks in nbs/: run it from a clone of the genre_nb repository")
-    chapters, reports = _chapters(only), _anchor(reports_dir)
-    data_dir = str(Path(data_dir).expanduser().resolve()) if data_dir else None
-    base = dict(data_dir=data_dir, split=split, seed=seed, seeds=seeds, epochs=epochs, embedding=embedding,
-                quick=quick, reports_dir=str(reports), tracks_per_genre=tracks_per_genre,
-                csv_path=str(Path(csv_path).expanduser().resolve()) if csv_path else None)
-    runs = [(c, {**base, "seed": seed + i, "_suffix": f"_seed{seed + i}" if i else ""})
-            for c in chapters for i in range(seeds if c in ("05a_cnn", "05b_rnn", "06_hybrid") else 1)]
-    done, t_all = [], time.time()
-    for k, (chapter, params) in enumerate(runs, 1):
-        print(f"[{k}/{len(runs)}] {chapter}{params['_suffix']} ...", end=" ", flush=True)
-        t = time.time()
-        done.append(run_chapter(chapter, params, reports / "notebooks", root / "nbs"))
-        print(f"ok ({time.time() - t:.0f} s)", flush=True)
-        if chapter == "01_data_audit" and len(runs) > k:   # fail early: can the data make the split?
-            kw = {} if data_dir else {"tracks_per_genre": 6 if quick else (tracks_per_genre or 30), "duration": 8.0 if quick else 30.0}
-            prepare(open_dataset(data_dir, seed=seed, **kw), split, seed)
-    print(f"done in {time.time() - t_all:.0f} s; reports in {reports} (index: {reports / 'README.md'}), "
-          f"executed notebooks in {reports / 'notebooks'}")
-    if "07_discussion" in chapters and not quick and reports == _anchor("reports"):
-        print("README.md results table " + ("updated" if write_readme(root) else "unchanged"))
-    return done
-
 def _reproduce(args: argparse.Namespace) -> int:
+    "genre-nb reproduce: re-execute the chapters with papermill."
     reproduce(args.data_dir, args.split, args.seeds, args.epochs, args.embedding, args.quick, args.only,
               args.reports_dir, args.seed, args.tracks_per_genre, args.csv_path)
     return 0
 
+# %% ../nbs/10_cli.ipynb #c03c422b
 def _add_reproduce(sub) -> None:
-    p = sub.add_parser("reproduce", help="re-run the chapters (01-08) with papermill and regenerate reports/",
-                       description="Re-execute the chapters (01 to 08) in order with papermill, passing the parameters through; "
-                                   "executed notebooks go to REPORTS_DIR/notebooks/, figures and tables to REPORTS_DIR/<chapter>/.")
+    p = _command(sub, "reproduce", _reproduce, "re-run the chapters (01-08) with papermill and regenerate reports/",
+                 "Re-execute the chapters (01 to 08) in order with papermill, passing the parameters through; "
+                 "executed notebooks go to REPORTS_DIR/notebooks/, figures and tables to REPORTS_DIR/<chapter>/.")
     p.add_argument("--data-dir", default=None, help="a GTZAN folder (default: the synthetic GTZAN-like set)")
     p.add_argument("--split", default="paper", choices=("paper", "filtered"),
                    help="paper: stratified 60/20/20; filtered: Kereliuk/Sturm artist-filtered (default: paper)")
-    p.add_argument("--seeds", type=int, default=1, help="repeat over this many seeds and report mean and spread (default 1)")
+    p.add_argument("--seeds", type=int, default=1,
+                   help="repeat over this many seeds and report mean and spread (default 1)")
     p.add_argument("--seed", type=int, default=42, help="the first seed (default 42)")
-    p.add_argument("--epochs", type=int, default=None, help="epochs of the deep models (default: each notebook's; the paper: 250)")
+    p.add_argument("--epochs", type=int, default=None,
+                   help="epochs of the deep models (default: each notebook's; the paper: 250)")
     p.add_argument("--embedding", default="auto", choices=("auto", "vggish", "musicnn", "none"),
-                   help="pretrained embedding for the RF and hybrid models (auto: VGGish if available offline, else musicnn)")
+                   help="pretrained embedding for the RF and hybrid models "
+                        "(auto: VGGish if available offline, else musicnn)")
     p.add_argument("--quick", action="store_true", help="small data, few epochs: a smoke run of the whole pipeline")
     p.add_argument("--only", default=None, help="comma-separated chapters to run, e.g. 01,04_baselines (default: all)")
     p.add_argument("--tracks-per-genre", type=int, default=None, help="synthetic set only: tracks per genre")
-    p.add_argument("--csv-path", default=None, help="GTZAN's Kaggle features_30_sec.csv: 07 measures the paper-vs-filtered gap on it")
+    p.add_argument("--csv-path", default=None,
+                   help="GTZAN's Kaggle features_30_sec.csv: 07 measures the paper-vs-filtered gap on it")
     p.add_argument("--reports-dir", default="reports", help="where to write reports (default: reports/ of the project)")
-    p.set_defaults(func=_reproduce)
+
+# %% ../nbs/10_cli.ipynb #b583695c
+def _readme(args: argparse.Namespace) -> int:
+    "genre-nb readme: render README.md, say whether it changed."
+    changed = write_readme(reports_dir=args.reports_dir)
+    print("README.md " + ("updated" if changed else "already up to date"))
+    return 0
+
+# %% ../nbs/10_cli.ipynb #30937591
+def _add_readme(sub) -> None:
+    p = _command(sub, "readme", _readme, "rebuild README.md from nbs/index.ipynb and the latest results table",
+                 "Render nbs/index.ipynb to README.md and put the results table (full runs in "
+                 "REPORTS_DIR/results.csv) between its results markers.")
+    p.add_argument("--reports-dir", default="reports", help="where the results store is (default: reports/)")
 
 # %% ../nbs/10_cli.ipynb #4141922b
-def _top(row: pd.Series, labels: list[str], k: int) -> list[tuple[str, float]]:
+def _top(row: pd.Series,    # one row of `inference.predict`'s table: a probability per label
+         labels: list[str], # the model's labels
+         k: int,            # how many
+        ) -> list[tuple[str, float]]:  # the k most probable (label, probability), most probable first
+    "The `k` most probable labels of a row."
     return sorted(((g, float(row[g])) for g in labels), key=lambda t: -t[1])[:k]
 
-def _model_info(model, path: Path, why: str) -> dict:
+# %% ../nbs/10_cli.ipynb #0fb3507a
+def _model_info(model,      # a loaded model (`inference.load_model`)
+                path: Path, # its folder
+                why: str,   # why it was chosen, e.g. "named with --model"
+               ) -> dict:
     "Which model answered, what it learned from, how accurate it is estimated to be (text and JSON)."
     return {"path": str(path), "name": path.name, "chosen": why, "trained_on": I.trained_on(model),
             "estimated_accuracy": I.accuracy_text(model), "labels": I.model_labels(model)}
@@ -284,11 +239,13 @@ def _predict(args: argparse.Namespace) -> int:
     "genre-nb predict: the top-k labels of each file (or each window); non-zero exit if any file failed."
     k = check_int("--top-k", args.top_k, 1)
     if args.window is not None: check_float("--window", args.window, I.MIN_SECONDS)
-    if args.out and Path(args.out).suffix.lower() not in (".csv", ".json"): raise ParameterError("--out must end in .csv or .json")
+    if args.out and Path(args.out).suffix.lower() not in (".csv", ".json"):
+        raise ParameterError("--out must end in .csv or .json")
     path, why = (Path(args.model).expanduser(), "named with --model") if args.model else I.default_model_path()
     model = I.load_model(path)
     labels, info = I.model_labels(model), _model_info(model, path, why)
-    df = I.predict(args.files, model, segments=args.segments, window_s=args.window, progress=sys.stderr.isatty() and not args.json)
+    df = I.predict(args.files, model, segments=args.segments, window_s=args.window,
+                   progress=sys.stderr.isatty() and not args.json)
     bad, good = df[df.error.notna()], df[df.error.isna()]
     for r in bad.itertuples(): print(f"genre-nb predict: {r.file}: {r.error}", file=sys.stderr)
     if args.out:
@@ -302,11 +259,13 @@ def _predict(args: argparse.Namespace) -> int:
         res = [{"file": f, "top": top(files.loc[f])} for f in dict.fromkeys(good.file)]
         if args.segments:
             for item, (_, g) in zip(res, good.groupby("file", sort=False)):
-                item["segments"] = [{"segment": int(r.segment), "start_s": float(r.start_s), "end_s": float(r.end_s), "top": top(r)}
-                                    for _, r in g.iterrows()]
-        print(json.dumps({"model": info, "results": res + [{"file": r.file, "error": r.error} for r in bad.itertuples()]}))
+                item["segments"] = [{"segment": int(r.segment), "start_s": float(r.start_s), "end_s": float(r.end_s),
+                                     "top": top(r)} for _, r in g.iterrows()]
+        errors = [{"file": r.file, "error": r.error} for r in bad.itertuples()]
+        print(json.dumps({"model": info, "results": res + errors}))
     else:
-        print(f"# model {info['name']} ({why}): trained on {info['trained_on']}; estimated accuracy {info['estimated_accuracy']}")
+        print(f"# model {info['name']} ({why}): trained on {info['trained_on']}; "
+              f"estimated accuracy {info['estimated_accuracy']}")
         for _, r in good.iterrows():
             where = f"{r.file} [{r.start_s:7.2f}-{r.end_s:7.2f} s]" if args.segments else r.file
             print(f"{where}: " + ", ".join(f"{g} {p:.2f}" for g, p in _top(r, labels, k)))
@@ -315,19 +274,21 @@ def _predict(args: argparse.Namespace) -> int:
 
 # %% ../nbs/10_cli.ipynb #b403fd73
 def _add_predict(sub) -> None:
-    p = sub.add_parser("predict", help="classify your own audio files (default: the real-data model shipped with genre_nb)",
-                       description="Print the most probable genres of each FILE (wav, flac, ogg, mp3, au; any sample rate; mono "
-                                   "or stereo; any length of at least 3 s, read window by window). A folder stands for the "
-                                   "audio files under it.")
+    p = _command(sub, "predict", _predict,
+                 "classify your own audio files (default: the real-data model shipped with genre_nb)",
+                 "Print the most probable genres of each FILE (wav, flac, ogg, mp3, au; any sample rate; mono "
+                 "or stereo; any length of at least 3 s, read window by window). A folder stands for the "
+                 "audio files under it.")
     p.add_argument("files", nargs="+", metavar="FILE", help="audio files or folders to classify")
-    p.add_argument("--model", default=None, help="a model folder: from `genre-nb train`, or a deep chapter's bundle "
-                   "(default: $GENRE_NB_MODEL, your default from `train --set-default`, else the shipped GTZAN-mini model)")
+    p.add_argument("--model", default=None,
+                   help="a model folder: from `genre-nb train`, or a deep chapter's bundle (default: $GENRE_NB_MODEL, "
+                        "your default from `train --set-default`, else the shipped GTZAN-mini model)")
     p.add_argument("--top-k", type=int, default=3, help="how many genres to print per file (default 3)")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.add_argument("--segments", action="store_true", help="one row per window (a timeline) instead of one per file")
-    p.add_argument("--window", type=float, default=None, help="window length in seconds (default: the model's, about 30)")
+    p.add_argument("--window", type=float, default=None,
+                   help="window length in seconds (default: the model's, about 30)")
     p.add_argument("--out", default=None, help="also write every row to this .csv or .json file")
-    p.set_defaults(func=_predict)
 
 # %% ../nbs/10_cli.ipynb #6c0f2a82
 def _train(args: argparse.Namespace) -> int:
@@ -338,108 +299,78 @@ def _train(args: argparse.Namespace) -> int:
     if out.exists() and not (out.is_dir() and ((out / "model.json").exists() or not any(out.iterdir()))):
         raise ParameterError(f"--out {out} exists and is not a model folder: choose a new folder")
     tracks = I.labelled_tracks(args.data_dir)
-    print(f"{len(tracks)} files, {tracks.label.nunique()} labels: " + ", ".join(f"{l} {n}" for l, n in tracks.label.value_counts().sort_index().items()))
+    counts = tracks.label.value_counts().sort_index()
+    print(f"{len(tracks)} files, {tracks.label.nunique()} labels: "
+          + ", ".join(f"{lab} {n}" for lab, n in counts.items()))
     rep = I.train(tracks, args.embedding, folds, repeats, seed, args.name, cache_dir=args.cache_dir, jobs=jobs)
     I.save_training(rep, out)
     print(rep.report.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
-    print(f"cross-validated accuracy: {I.accuracy_text(rep.model)}\nwrote {out} (use it: genre-nb predict --model {out} FILE)")
+    print(f"cross-validated accuracy: {I.accuracy_text(rep.model)}\n"
+          f"wrote {out} (use it: genre-nb predict --model {out} FILE)")
     if args.set_default: print(f"default model is now {I.set_default_model(out)}")
     return 0
 
+# %% ../nbs/10_cli.ipynb #aec0d420
 def _add_train(sub) -> None:
-    p = sub.add_parser("train", help="train the transfer model (musicnn + logistic regression) on your own labelled folder",
-                       description="Train on DATA_DIR/<label>/<audio files>: labels are the folder names. Reports the "
-                                   "nested, artist-grouped cross-validated accuracy and writes a model folder (plain data).")
-    p.add_argument("data_dir", help="a folder with one subfolder per label (GTZAN's genres_original/ or genres/ work too)")
+    p = _command(sub, "train", _train,
+                 "train the transfer model (musicnn + logistic regression) on your own labelled folder",
+                 "Train on DATA_DIR/<label>/<audio files>: labels are the folder names. Reports the nested, "
+                 "artist-grouped cross-validated accuracy and writes a model folder (plain data).")
+    p.add_argument("data_dir",
+                   help="a folder with one subfolder per label (GTZAN's genres_original/ or genres/ work too)")
     p.add_argument("--out", default="my_model", help="the model folder to write (default: my_model)")
-    p.add_argument("--embedding", default="musicnn", choices=("musicnn", "vggish"), help="pretrained clip embedding (default musicnn)")
+    p.add_argument("--embedding", default="musicnn", choices=("musicnn", "vggish"),
+                   help="pretrained clip embedding (default musicnn)")
     p.add_argument("--folds", type=int, default=5, help="cross-validation folds (default 5)")
     p.add_argument("--repeats", type=int, default=2, help="repetitions with reshuffled folds (default 2)")
     p.add_argument("--seed", type=int, default=42, help="seed of the folds (default 42)")
     p.add_argument("--name", default=None, help="how the model names its training data (default: the folder's name)")
     p.add_argument("--jobs", type=int, default=1, help="parallel workers for the embeddings (default 1)")
     p.add_argument("--cache-dir", default=None, help="feature cache (default: $GENRE_NB_CACHE or ~/.cache/genre_nb)")
-    p.add_argument("--set-default", action="store_true", help="make this model the one `genre-nb predict` uses by default")
-    p.set_defaults(func=_train)
+    p.add_argument("--set-default", action="store_true",
+                   help="make this model the one `genre-nb predict` uses by default")
 
+# %% ../nbs/10_cli.ipynb #716322ea
 def _convert(args: argparse.Namespace) -> int:
     "genre-nb convert-model: rewrite a first-format bundle you trust without its pickle."
     print(f"converted {convert_legacy_bundle(args.model_dir, trust=args.trust)}")
     return 0
 
+# %% ../nbs/10_cli.ipynb #af3740b8
 def _add_convert(sub) -> None:
-    p = sub.add_parser("convert-model", help="convert a first-format model bundle you trust (scalers.joblib) to plain arrays",
-                       description="Unpickle MODEL_DIR/scalers.joblib (this runs whatever code it holds: only for bundles "
-                                   "you made or trust) and rewrite it as scalers.npz, in place.")
-    p.add_argument("model_dir"); p.add_argument("--trust", action="store_true", help="you trust where this bundle came from")
-    p.set_defaults(func=_convert)
-
-# %% ../nbs/10_cli.ipynb #5991a7e3
-def render_index(nb_path: Path | str) -> str:
-    "Markdown of an nbdev index notebook: markdown cells verbatim, code cells fenced, `#| hide` cells skipped."
-    import nbformat
-    nb = nbformat.read(str(nb_path), as_version=4); parts = []
-    for c in nb.cells:
-        src = c.source.strip("\n")
-        if not src: continue
-        if c.cell_type == "markdown": parts.append(src)
-        elif c.cell_type == "code" and "#| hide" not in src:
-            code = "\n".join(l for l in src.splitlines() if not l.startswith("#|"))
-            parts.append(f"```python\n{code}\n```")
-    return "\n\n".join(parts) + "\n"
-
-# %% ../nbs/10_cli.ipynb #4ee69bd1
-def write_readme(root: Path | str | None = None,   # the project root (default: found from the cwd)
-                 reports_dir: str = "reports",
-                ) -> bool:                          # whether README.md changed
-    "Rebuild README.md from nbs/index.ipynb, with the results table of the store in `reports_dir` (atomic writes)."
-    root = Path(root) if root else project_root()
-    if root is None: raise GenreNBError("genre-nb readme runs in a clone of the genre_nb repository")
-    readme = root / "README.md"; before = readme.read_text() if readme.exists() else None
-    text = render_index(root / "nbs" / "index.ipynb")
-    if text != before: write_text(readme, text)
-    if not read_results(_anchor(reports_dir) / "results.csv").empty: update_readme(readme, readme_table(reports_dir))
-    mini = _anchor(reports_dir) / "gtzan_mini"          # `genre-nb reproduce --data-dir <GTZAN-mini> --reports-dir reports/gtzan_mini`
-    if not read_results(mini / "results.csv").empty:
-        update_readme(readme, readme_table(mini, dataset="GTZAN-mini (100 real tracks)"), "results-gtzan-mini")
-    return readme.read_text() != before
-
-def _readme(args: argparse.Namespace) -> int:
-    changed = write_readme(reports_dir=args.reports_dir)
-    print("README.md " + ("updated" if changed else "already up to date"))
-    return 0
-
-def _add_readme(sub) -> None:
-    p = sub.add_parser("readme", help="rebuild README.md from nbs/index.ipynb and the latest results table",
-                       description="Render nbs/index.ipynb to README.md and put the results table (full runs in "
-                                   "REPORTS_DIR/results.csv) between its results markers.")
-    p.add_argument("--reports-dir", default="reports", help="where the results store is (default: reports/)")
-    p.set_defaults(func=_readme)
+    p = _command(sub, "convert-model", _convert,
+                 help="convert a first-format model bundle you trust (scalers.joblib) to plain arrays",
+                 description="Unpickle MODEL_DIR/scalers.joblib (this runs whatever code it holds: only for "
+                             "bundles you made or trust) and rewrite it as scalers.npz, in place.")
+    p.add_argument("model_dir")
+    p.add_argument("--trust", action="store_true", help="you trust where this bundle came from")
 
 # %% ../nbs/10_cli.ipynb #8ca60ca2
 def _download(args: argparse.Namespace) -> int:
-    "genre-nb download: fetch a public dataset, check its md5, unpack it; print the folder to pass to `train` or `--data-dir`."
+    "genre-nb download: fetch a public dataset, check its md5, unpack it; print the folder to pass on."
     print(download_mini(args.dest, url=args.url or MINI_URL, md5=args.md5 or MINI_MD5))
     return 0
 
+# %% ../nbs/10_cli.ipynb #e9061fac
 def _add_download(sub) -> None:
-    p = sub.add_parser("download", help="download GTZAN-mini (100 real GTZAN excerpts) and print its folder",
-                       description="Download GTZAN-mini (10 real GTZAN excerpts per genre, from the public repository "
-                                   "TempoBeatDownbeat/gtzan_mini), check its md5, unpack it to DEST/gtzan_mini and print "
-                                   "the folder to pass on: genre-nb train \"$(genre-nb download mini)\". A complete earlier "
-                                   "copy is reused; a failed download leaves nothing behind.")
+    p = _command(sub, "download", _download, "download GTZAN-mini (100 real GTZAN excerpts) and print its folder",
+                 "Download GTZAN-mini (10 real GTZAN excerpts per genre, from the public repository "
+                 "TempoBeatDownbeat/gtzan_mini), check its md5, unpack it to DEST/gtzan_mini and print "
+                 "the folder to pass on: genre-nb train \"$(genre-nb download mini)\". A complete earlier "
+                 "copy is reused; a failed download leaves nothing behind.")
     p.add_argument("dataset", choices=["mini"], help="the dataset: mini (GTZAN-mini)")
-    p.add_argument("--dest", default=None, help="where to put it (default: $GENRE_NB_CACHE/data or ~/.cache/genre_nb/data)")
-    p.add_argument("--url", default=None, help="advanced: the archive's address, e.g. a mirror (default: the repository's)")
+    p.add_argument("--dest", default=None,
+                   help="where to put it (default: $GENRE_NB_CACHE/data or ~/.cache/genre_nb/data)")
+    p.add_argument("--url", default=None,
+                   help="advanced: the archive's address, e.g. a mirror (default: the repository's)")
     p.add_argument("--md5", default=None, help="advanced: the archive's md5 (default: the one mirdata records)")
-    p.set_defaults(func=_download)
 
 # %% ../nbs/10_cli.ipynb #cf7e10f8
-_COMMANDS = [_add_audit, _add_extract, _add_bench, _add_reproduce, _add_download, _add_train, _add_predict, _add_convert, _add_readme]
+_COMMANDS = [_add_audit, _add_extract, _add_bench, _add_reproduce, _add_download, _add_train, _add_predict,
+             _add_convert, _add_readme]
 
 def parser() -> argparse.ArgumentParser:
     "The `genre-nb` argument parser."
-    from genre_nb import __version__
     p = argparse.ArgumentParser(prog="genre-nb", description="Music genre classification on GTZAN (or your own files): "
                                 "audit data, extract features, reproduce the paper, classify audio.")
     p.add_argument("--version", action="version", version=f"genre_nb {__version__}")
@@ -447,23 +378,33 @@ def parser() -> argparse.ArgumentParser:
     for add in _COMMANDS: add(sub)
     return p
 
+# %% ../nbs/10_cli.ipynb #84fee24f
 @contextmanager
 def _quiet_native_stderr():
     """Send what C/C++ libraries write to stderr (TensorFlow's start-up and CUDA probing, libmpg123's tag warnings,
     kernels' chatter) to /dev/null, while Python's `sys.stderr` (our one-line errors, progress bars) still reaches
     the terminal. `GENRE_NB_DEBUG=1` keeps everything."""
     if os.environ.get("GENRE_NB_DEBUG") or not hasattr(sys.stderr, "fileno"):
-        yield; return
+        yield
+        return
     try: fd = sys.stderr.fileno()
-    except (OSError, ValueError): yield; return      # e.g. captured in a notebook: nothing to redirect
-    sys.stderr.flush(); saved = os.dup(fd); null = os.open(os.devnull, os.O_WRONLY); old = sys.stderr
-    os.dup2(null, fd); os.close(null)
+    except (OSError, ValueError):      # e.g. captured in a notebook: nothing to redirect
+        yield
+        return
+    sys.stderr.flush()
+    saved, null, old = os.dup(fd), os.open(os.devnull, os.O_WRONLY), sys.stderr
+    os.dup2(null, fd)
+    os.close(null)
     sys.stderr = os.fdopen(os.dup(saved), "w", buffering=1, encoding=old.encoding or "utf-8", errors="replace")
     try: yield
     finally:
-        sys.stderr.flush(); sys.stderr.close(); sys.stderr = old
-        os.dup2(saved, fd); os.close(saved)
+        sys.stderr.flush()
+        sys.stderr.close()
+        sys.stderr = old
+        os.dup2(saved, fd)
+        os.close(saved)
 
+# %% ../nbs/10_cli.ipynb #4ea7b5cc
 def _run(args: argparse.Namespace) -> int:
     "Run the parsed subcommand; input errors print one line on stderr and give a non-zero status."
     try:
@@ -475,11 +416,17 @@ def _run(args: argparse.Namespace) -> int:
         print(f"genre-nb {args.command}: interrupted", file=sys.stderr)
         return 130
 
+# %% ../nbs/10_cli.ipynb #bd9de864
 def main(argv: list[str] | None = None) -> int:
     "Entry point of `genre-nb`: run a subcommand; input errors print one line on stderr and return non-zero."
-    p = parser(); args = p.parse_args(argv)
-    if not getattr(args, "func", None): p.print_help(); return 2
+    p = parser()
+    args = p.parse_args(argv)
+    if not getattr(args, "func", None):
+        p.print_help()
+        return 2
     rc = _run(args)
     if argv is None and "tensorflow" in sys.modules:  # the console script: skip TensorFlow's ~1 s interpreter teardown
-        sys.stdout.flush(); sys.stderr.flush(); os._exit(rc)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(rc)
     return rc

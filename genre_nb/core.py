@@ -6,7 +6,7 @@
 from __future__ import annotations
 import datetime, hashlib, io, json, logging, os, random, sys, tempfile
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -14,10 +14,11 @@ import numpy as np
 import pandas as pd
 
 # %% auto #0
-__all__ = ['GENRES', 'get_logger', 'GenreNBError', 'ParameterError', 'DataError', 'check_choice', 'check_int', 'check_float',
-           'in_test', 'quick_caps', 'project_root', 'Config', 'real_data', 'seed_everything', 'librosa_ready',
-           'atomic_write', 'write_text', 'display_path', 'package_version', 'provenance', 'provenance_line',
-           'save_report', 'read_report_csv', 'read_provenance', 'append_results', 'read_results']
+__all__ = ['GENRES', 'SPLITS', 'get_logger', 'GenreNBError', 'ParameterError', 'DataError', 'check_choice', 'check_int',
+           'check_float', 'check_out_folder', 'check_out_file', 'in_test', 'quick_caps', 'check_data_params',
+           'project_root', 'Config', 'real_data', 'seed_everything', 'librosa_ready', 'atomic_write', 'write_text',
+           'display_path', 'package_version', 'provenance', 'provenance_line', 'save_report', 'read_report_csv',
+           'read_provenance', 'append_results', 'read_results']
 
 # %% ../nbs/00_core.ipynb #02a9e0da
 GENRES: tuple[str, ...] = ("blues", "classical", "country", "disco", "hiphop",
@@ -31,6 +32,7 @@ class _StderrHandler(logging.StreamHandler):
     @stream.setter
     def stream(self, value): pass
 
+# %% ../nbs/00_core.ipynb #29c0c5ed
 def get_logger(name: str = "genre_nb") -> logging.Logger:
     "The package logger (children: `genre_nb.data`, ...); a handler is added once, to stderr."
     root = logging.getLogger("genre_nb")
@@ -42,13 +44,16 @@ def get_logger(name: str = "genre_nb") -> logging.Logger:
         root.propagate = False
     return logging.getLogger(name)
 
+# %% ../nbs/00_core.ipynb #dd891812
 class GenreNBError(Exception):
     "An error caused by input (a parameter, a file, a folder): shown as one line, never a traceback."
     def _render_traceback_(self) -> list[str]: return [f"{type(self).__name__}: {self}"]
 
+# %% ../nbs/00_core.ipynb #3c115739
 class ParameterError(GenreNBError, ValueError):
     "A bad papermill / CLI / function parameter, raised before any work starts."
 
+# %% ../nbs/00_core.ipynb #4e295c6b
 class DataError(GenreNBError):
     "A missing or wrongly laid out data folder, or no usable tracks."
 
@@ -62,6 +67,7 @@ def check_choice(name: str,      # the parameter's name, as the user typed it
         raise ParameterError(f"{name}={value!r} is not allowed; choose one of: {', '.join(map(str, allowed))}")
     return value
 
+# %% ../nbs/00_core.ipynb #0738082f
 def check_int(name: str,                 # the parameter's name
               value: Any,                # its value (an int, or a string of one from the CLI)
               min_value: int | None = 1, # smallest allowed value, None for no bound
@@ -76,6 +82,7 @@ def check_int(name: str,                 # the parameter's name
         raise ParameterError(f"{name} must be >= {min_value}, got {v}")
     return v
 
+# %% ../nbs/00_core.ipynb #c496d9f6
 def check_float(name: str, value: Any, min_value: float | None = None, max_value: float | None = None,
                 allow_none: bool = False) -> float | None:
     "Return `value` as a float within [min_value, max_value] (None allowed if `allow_none`), or raise `ParameterError`."
@@ -89,6 +96,27 @@ def check_float(name: str, value: Any, min_value: float | None = None, max_value
                  else f">= {min_value}" if min_value is not None else f"<= {max_value}")
         raise ParameterError(f"{name} must be {bound}, got {value!r}")
     return v
+
+# %% ../nbs/00_core.ipynb #c8687f5a
+def check_out_folder(name: str,   # the option's name, e.g. "--out"
+                     value,       # the folder it names (made later if missing)
+                    ) -> Path:    # `value` as a Path
+    "Raise `ParameterError` unless `value`, or its nearest existing parent, is a folder we can write in."
+    p = Path(value).expanduser()
+    q = next(q for q in (p, *p.parents) if q.exists())    # the nearest part that exists
+    if not q.is_dir(): raise ParameterError(f"{name} {value}: {q} is a file, not a folder")
+    if not os.access(q, os.W_OK | os.X_OK): raise ParameterError(f"{name} {value}: cannot write in {q}")
+    return p
+
+# %% ../nbs/00_core.ipynb #0b63ab2a
+def check_out_file(name: str,   # the option's name, e.g. "--out"
+                   value,       # the file it names (to be written)
+                  ) -> Path:    # `value` as a Path
+    "Raise `ParameterError` if `value` is a folder, or its folder cannot be made or written in."
+    p = Path(value).expanduser()
+    if p.is_dir(): raise ParameterError(f"{name} {value} is a folder; give a file name, e.g. {p / 'features.csv'}")
+    check_out_folder(name, p.parent)
+    return p
 
 # %% ../nbs/00_core.ipynb #6163d5ab
 def in_test() -> bool:
@@ -108,6 +136,19 @@ def quick_caps(quick: bool,  # the run's `quick` flag
     if said: get_logger("genre_nb").info("quick: " + ", ".join(said))
     return tuple(out)
 
+# %% ../nbs/00_core.ipynb #3645f0f5
+SPLITS = ("paper", "filtered")  # the paper's random stratified split, and Kereliuk/Sturm's artist-filtered one
+
+def check_data_params(split: str = "paper",        # "paper" or "filtered"
+                      seed: int = 42,              # the seed of the synthetic set and of the paper split
+                      tracks_per_genre: int = 30,  # synthetic set only: tracks per genre
+                      duration: float = 30.0,      # synthetic set only: seconds per track
+                     ) -> tuple[str, int, int, float]:  # the same values, checked
+    "The data parameters every chapter shares, checked before any work (one-line errors)."
+    return (check_choice("split", split, SPLITS), check_int("seed", seed, 0),
+            check_int("tracks_per_genre", tracks_per_genre, 1), check_float("duration", duration, 0.5, 600))
+
+
 # %% ../nbs/00_core.ipynb #592e2ad9
 def project_root(start: Path | str | None = None) -> Path | None:
     "The nearest folder at or above `start` (default: cwd) holding genre_nb's `settings.ini`, else None."
@@ -117,9 +158,11 @@ def project_root(start: Path | str | None = None) -> Path | None:
         if ini.is_file() and "lib_name = genre_nb" in ini.read_text(errors="ignore"): return d
     return None
 
+# %% ../nbs/00_core.ipynb #f35c963a
 def _default_cache() -> Path:
     return Path(os.environ.get("GENRE_NB_CACHE") or Path.home() / ".cache" / "genre_nb")
 
+# %% ../nbs/00_core.ipynb #61a62b20
 def _anchor(p: Path | str) -> Path:
     """Relative paths are taken from the project root when there is one (papermill runs in any cwd); under `nbdev_test`
     from a scratch folder instead, so quick test runs never overwrite the project's reports, results or models."""
@@ -140,7 +183,8 @@ class Config:
     sample_rate: int = 22050      # every track is loaded at this rate, mono
     def __post_init__(self):
         if self.data_dir is None and os.environ.get("GENRE_NB_DATA"): self.data_dir = os.environ["GENRE_NB_DATA"]
-        if isinstance(self.data_dir, str) and self.data_dir.strip().lower() in ("", "none", "synthetic"): self.data_dir = None
+        if isinstance(self.data_dir, str) and self.data_dir.strip().lower() in ("", "none", "synthetic"):
+            self.data_dir = None
         if self.data_dir is not None: self.data_dir = Path(self.data_dir).expanduser().resolve()
         self.cache_dir = Path(self.cache_dir).expanduser().resolve() if self.cache_dir else _default_cache()
         self.reports_dir = _anchor(self.reports_dir)
@@ -157,6 +201,7 @@ def _project_dir() -> Path | None:
     import genre_nb
     return project_root() or project_root(Path(genre_nb.__file__).parent)
 
+# %% ../nbs/00_core.ipynb #4f9d1d53
 def real_data(*parts: str,  # a path inside the folder, e.g. "gtzan", "features_30_sec.csv"
              ) -> Path | None:  # that file or folder, if it exists; else None
     "The optional real material: `$GENRE_NB_TEST_DATA`, else `../shared/data` beside the project; None if absent."
@@ -177,7 +222,8 @@ def seed_everything(seed: int = 42,  # the seed
     import sys
     seed = check_int("seed", seed, 0)
     os.environ["PYTHONHASHSEED"] = str(seed)
-    random.seed(seed); np.random.seed(seed)
+    random.seed(seed)
+    np.random.seed(seed)
     if tf or (tf is None and "tensorflow" in sys.modules):
         import keras, tensorflow
         keras.utils.set_random_seed(seed)
@@ -188,6 +234,7 @@ def seed_everything(seed: int = 42,  # the seed
 # %% ../nbs/00_core.ipynb #8128b322
 _LIBROSA_READY = False
 
+# %% ../nbs/00_core.ipynb #d2a03816
 def librosa_ready():
     "librosa, with its numba kernels compiled into its cache under a machine-wide lock, once per installation."
     global _LIBROSA_READY
@@ -196,7 +243,8 @@ def librosa_ready():
     import fcntl, numba
     # one warm-up per installation: the marker names this librosa/numba install (path, versions, install time)
     init = Path(librosa.__file__)
-    key = hashlib.sha1(f"{init}|{init.stat().st_mtime_ns}|{librosa.__version__}|{numba.__version__}".encode()).hexdigest()[:16]
+    stamp = f"{init}|{init.stat().st_mtime_ns}|{librosa.__version__}|{numba.__version__}"
+    key = hashlib.sha1(stamp.encode()).hexdigest()[:16]
     marker = Path(tempfile.gettempdir()) / f"genre_nb_numba_{key}.ok"
     if marker.exists():
         _LIBROSA_READY = True
@@ -206,13 +254,20 @@ def librosa_ready():
         try:
             for dtype in (np.float32, np.float64):
                 y = (np.random.default_rng(0).standard_normal(22050 * 3) * 0.1).astype(dtype)
-                S = librosa.stft(y); mag = np.abs(S); P = mag ** 2
+                S = librosa.stft(y)
+                mag = np.abs(S)
+                P = mag ** 2
                 librosa.feature.mfcc(S=librosa.power_to_db(librosa.feature.melspectrogram(S=P, sr=22050)), n_mfcc=20)
                 librosa.feature.melspectrogram(y=y, sr=16000, n_fft=512, hop_length=256, n_mels=96)
-                librosa.feature.chroma_stft(S=P, sr=22050); librosa.decompose.hpss(S)
-                librosa.feature.spectral_centroid(S=mag); librosa.feature.spectral_bandwidth(S=mag)
-                librosa.feature.spectral_rolloff(S=mag); librosa.feature.zero_crossing_rate(y); librosa.feature.rms(y=y)
-                librosa.beat.beat_track(y=y, sr=22050); librosa.util.localmax(mag[:, :8])
+                librosa.feature.chroma_stft(S=P, sr=22050)
+                librosa.decompose.hpss(S)
+                for feature in (librosa.feature.spectral_centroid, librosa.feature.spectral_bandwidth,
+                                librosa.feature.spectral_rolloff):
+                    feature(S=mag)
+                librosa.feature.zero_crossing_rate(y)
+                librosa.feature.rms(y=y)
+                librosa.beat.beat_track(y=y, sr=22050)
+                librosa.util.localmax(mag[:, :8])
             marker.touch()
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
@@ -220,7 +275,8 @@ def librosa_ready():
     return librosa
 
 # %% ../nbs/00_core.ipynb #fd223dc4
-_UMASK = os.umask(0); os.umask(_UMASK)
+_UMASK = os.umask(0)   # the process's umask: read by setting it ...
+os.umask(_UMASK)       # ... and set back at once
 
 @contextmanager
 def atomic_write(path: Path | str,  # the file to (re)write
@@ -228,18 +284,21 @@ def atomic_write(path: Path | str,  # the file to (re)write
                  encoding: str | None = "utf-8",
                 ) -> Iterator[io.IOBase]:
     "Open a temporary file beside `path`; on success rename it over `path`, on error delete it."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, mode, encoding=None if "b" in mode else encoding) as f:
             yield f
-            f.flush(); os.fsync(f.fileno())
+            f.flush()
+            os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_UMASK)   # mkstemp makes 0600 files; give them the usual permissions
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
 
+# %% ../nbs/00_core.ipynb #352ab429
 def write_text(path: Path | str, text: str) -> Path:
     "Atomically write `text` to `path`."
     with atomic_write(path) as f: f.write(text)
@@ -256,6 +315,7 @@ def display_path(p: Path | str,  # a file or folder (it need not exist: template
         if base is not None and p.is_relative_to(base): return p.relative_to(base).as_posix()
     return "/".join([q for q in p.parts if q != p.anchor][-2:])
 
+# %% ../nbs/00_core.ipynb #9b258e0e
 def _display(v):
     "A provenance value, with an absolute path replaced by its `display_path`."
     return display_path(v) if isinstance(v, Path) or (isinstance(v, str) and os.path.isabs(v)) else v
@@ -266,15 +326,17 @@ def package_version() -> str:
     import genre_nb
     return genre_nb.__version__
 
+# %% ../nbs/00_core.ipynb #4f6a62cc
 def provenance(dataset: str,                 # "synthetic" or "gtzan" (or "kaggle_csv")
                fingerprint: str = "",        # the dataset's fingerprint (see `genre_nb.data`)
                **params,                     # the run's parameters: split, seed, epochs, ...
               ) -> dict:
-    "The stamp every report carries: dataset, fingerprint, parameters (paths via `display_path`), package version, date."
+    "The stamp every report carries: dataset, fingerprint, parameters (paths: `display_path`), package version, date."
     clean = {k: _display(v) for k, v in params.items()}   # paths relative: nothing names this machine
     return {"dataset": dataset, "fingerprint": fingerprint, "params": clean,
             "genre_nb": package_version(), "date": datetime.datetime.now().isoformat(timespec="seconds")}
 
+# %% ../nbs/00_core.ipynb #dbda51d5
 def provenance_line(prov: dict) -> str:
     "One human line: `data: synthetic (fp 1a2b3c) | split=paper seed=42 | genre_nb 0.1.0 | 2026-11-25`."
     ps = " ".join(f"{k}={_display(v)}" for k, v in prov.get("params", {}).items() if k in
@@ -283,6 +345,15 @@ def provenance_line(prov: dict) -> str:
     return f"data: {prov['dataset']}{fp} | {ps} | genre_nb {prov['genre_nb']} | {prov['date'][:10]}"
 
 # %% ../nbs/00_core.ipynb #28ba8a92
+def _json_default(o):
+    "numpy numbers and arrays, and paths, as JSON can hold them (`json.dump`'s `default`)."
+    if isinstance(o, (np.integer,)): return int(o)
+    if isinstance(o, (np.floating,)): return float(o)
+    if isinstance(o, np.ndarray): return o.tolist()
+    if isinstance(o, Path): return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+# %% ../nbs/00_core.ipynb #e2f4a5f0
 def save_report(obj,                        # a matplotlib Figure, a DataFrame, a dict (JSON) or a str (Markdown)
                 name: str,                  # file name without folder, e.g. "audit.csv"; suffix added if missing
                 chapter: str,               # the notebook's folder under reports/, e.g. "01_data_audit"
@@ -317,17 +388,12 @@ def save_report(obj,                        # a matplotlib Figure, a DataFrame, 
         raise TypeError(f"save_report cannot save a {type(obj).__name__}")
     return path
 
-def _json_default(o):
-    if isinstance(o, (np.integer,)): return int(o)
-    if isinstance(o, (np.floating,)): return float(o)
-    if isinstance(o, np.ndarray): return o.tolist()
-    if isinstance(o, Path): return str(o)
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
-
+# %% ../nbs/00_core.ipynb #103dbdc6
 def read_report_csv(path: Path | str, **kwargs) -> pd.DataFrame:
     "Read a CSV written by `save_report` (skips its `#` provenance lines)."
     return pd.read_csv(path, comment="#", **kwargs)
 
+# %% ../nbs/00_core.ipynb #0f633868
 def read_provenance(path: Path | str) -> dict:
     "The provenance stamp of a report file written by `save_report` (CSV, JSON, PNG)."
     path = Path(path)
@@ -355,6 +421,7 @@ def _locked(folder: Path) -> Iterator[None]:
     finally:
         os.close(fd)   # closing the descriptor releases the lock
 
+# %% ../nbs/00_core.ipynb #24c85f96
 def append_results(rows: pd.DataFrame | dict | list[dict],  # one row per model run
                    path: Path | str = "reports/results.csv",
                   ) -> pd.DataFrame:
@@ -367,6 +434,7 @@ def append_results(rows: pd.DataFrame | dict | list[dict],  # one row per model 
         with atomic_write(path) as f: table.to_csv(f, index=False)
     return table
 
+# %% ../nbs/00_core.ipynb #d0cd2c65
 def read_results(path: Path | str = "reports/results.csv") -> pd.DataFrame:
     "The results table (empty if none yet)."
     path = _anchor(path)

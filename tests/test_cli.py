@@ -118,7 +118,7 @@ def test_bench_prints_the_speedup_table():
 
 def test_readme_is_rendered_from_the_index_notebook():
     "README.md is nbs/index.ipynb rendered (`genre-nb readme`), the results table aside: the two never drift apart."
-    from genre_nb.cli import render_index
+    from genre_nb.reproduce import render_index
     root = Path(__file__).resolve().parents[1]
     def outside_results(text):
         for block in ("results", "results-gtzan-mini"):
@@ -126,3 +126,16 @@ def test_readme_is_rendered_from_the_index_notebook():
             text = text[:a] + text[b:]
         return text
     assert outside_results((root / "README.md").read_text()) == outside_results(render_index(root / "nbs" / "index.ipynb"))
+
+
+def test_import_declares_the_public_api_without_tensorflow():
+    "`import genre_nb` and `dir(genre_nb)` list the chapters' modules and `predict`, and import no TensorFlow."
+    code = ("import genre_nb, sys; names = dir(genre_nb); assert 'tensorflow' not in sys.modules, 'tensorflow'; "
+            "assert sorted(genre_nb.__all__) == names, names; "
+            "assert {'core', 'data', 'reproduce', 'cli', 'inference', 'cnn', 'predict', '__version__'} <= set(names); "
+            "from genre_nb import predict, reproduce; assert callable(predict) and reproduce.CHAPTERS; "
+            "assert 'tensorflow' not in sys.modules, 'tensorflow after reproduce'")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    r = subprocess.run([sys.executable, "-c", "import genre_nb; genre_nb.nothing"], capture_output=True, text=True)
+    assert "module 'genre_nb' has no attribute 'nothing'" in r.stderr

@@ -98,7 +98,13 @@ def test_reports_index_lists_what_is_present(tmp_path):
     assert idx.loc["05b_rnn/rnn_gtzan_filtered_seed3_report.csv", "provenance"].startswith("data: gtzan (fp 01234567) | split=filtered seed=3")
     text = write_reports_index(rd).read_text()
     assert "[05b_rnn/rnn_gtzan_filtered_seed3_report.csv](05b_rnn/rnn_gtzan_filtered_seed3_report.csv) | Figure 7 |" in text
-    assert "notebooks/05b_rnn.ipynb" not in text and "README.md](" not in text
+    assert "README.md](" not in text
+    head, rest = text.split("## Executed notebooks")
+    notebooks, _, files_tables = rest.partition("\n## ")
+    assert "notebooks/05b_rnn.ipynb" not in head + files_tables         # not in the files table ...
+    assert "| [02_features/metrics.json](02_features/metrics.json) |" in files_tables
+    assert "| [notebooks/05b_rnn.ipynb](notebooks/05b_rnn.ipynb) | 05b_rnn | 2 B |" in notebooks   # ... linked in its own section
+    assert "genre-nb reproduce" in notebooks and text.count("notebooks/05b_rnn.ipynb]") == 1
 
 
 def test_split_gap_on_real_gtzan_features(kaggle_csv):

@@ -137,8 +137,10 @@ def test_bad_parameters_fail_with_one_line():
 def test_bundle_round_trip(tmp_path):
     res = T.fit(_model, TRAIN, VALID, SEG, _cfg(epochs=2), verbose=False)
     mu = np.float32(0.25)
-    cfg = {"model": "toy", "genres": list(GENRES[:3]), "inputs": {"spec": ["mel"]}, "pooled": {}, "segment": asdict(SEG)}
-    T.save_bundle(tmp_path / "b", res.model, cfg, {"mel": _shift(mu, VALID.inputs["spec"][3].shape[0])}, {"test_accuracy": 0.5}, res.history)
+    cfg = {"model": "toy", "genres": list(GENRES[:3]), "inputs": {"spec": ["mel"]}, "pooled": {},
+           "segment": asdict(SEG)}
+    scalers = {"mel": _shift(mu, VALID.inputs["spec"][3].shape[0])}
+    T.save_bundle(tmp_path / "b", res.model, cfg, scalers, {"test_accuracy": 0.5}, res.history)
     b = T.load_bundle(tmp_path / "b")
     assert b.genres == list(GENRES[:3]) and b.metrics["test_accuracy"] == 0.5
     raw = VALID.inputs["spec"][3] + mu                               # unscaled features of one clip
@@ -164,3 +166,21 @@ def test_import_does_not_import_tensorflow():
     code = "import sys, genre_nb.training; print('tensorflow' in sys.modules or 'keras' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "False"
+
+
+@pytest.mark.parametrize("chapter, epochs, learning_rate", [("05a_cnn", 40, 0.003), ("05b_rnn", 40, 0.002),
+                                                            ("06_hybrid", 30, 0.003)])
+def test_deep_chapters_keep_their_papermill_parameters(chapter, epochs, learning_rate):
+    "Each deep chapter's `parameters` cell (papermill's interface) names exactly what `chapter_config` checks."
+    import ast
+    from pathlib import Path
+    nb = json.loads((Path(__file__).parents[1] / "nbs" / f"{chapter}.ipynb").read_text())
+    cells = [c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(cells) == 1
+    tree = ast.parse("".join(cells[0]["source"]))
+    values = {n.targets[0].id: ast.literal_eval(n.value) for n in tree.body}
+    assert tuple(values) == T.CHAPTER_PARAMS
+    assert (values["epochs"], values["learning_rate"], values["seed"], values["split"]) == (epochs, learning_rate, 42,
+                                                                                           "paper")
+    p = T.chapter_config(chapter, **{**values, "quick": True})
+    assert (p.chapter, p.train.epochs, p.train.learning_rate, p.tracks_per_genre) == (chapter, 2, learning_rate, 6)
