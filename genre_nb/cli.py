@@ -239,13 +239,14 @@ def _predict(args: argparse.Namespace) -> int:
     "genre-nb predict: the top-k labels of each file (or each window); non-zero exit if any file failed."
     k = check_int("--top-k", args.top_k, 1)
     if args.window is not None: check_float("--window", args.window, I.MIN_SECONDS)
+    if args.jobs is not None: check_int("--jobs", args.jobs, 1)
     if args.out and Path(args.out).suffix.lower() not in (".csv", ".json"):
         raise ParameterError("--out must end in .csv or .json")
     path, why = (Path(args.model).expanduser(), "named with --model") if args.model else I.default_model_path()
     model = I.load_model(path)
     labels, info = I.model_labels(model), _model_info(model, path, why)
     df = I.predict(args.files, model, segments=args.segments, window_s=args.window,
-                   progress=sys.stderr.isatty() and not args.json)
+                   progress=sys.stderr.isatty() and not args.json, backend=args.backend, jobs=args.jobs)
     bad, good = df[df.error.notna()], df[df.error.isna()]
     for r in bad.itertuples(): print(f"genre-nb predict: {r.file}: {r.error}", file=sys.stderr)
     if args.out:
@@ -289,6 +290,11 @@ def _add_predict(sub) -> None:
     p.add_argument("--window", type=float, default=None,
                    help="window length in seconds (default: the model's, about 30)")
     p.add_argument("--out", default=None, help="also write every row to this .csv or .json file")
+    p.add_argument("--backend", choices=("auto", "onnx", "tf"), default=None,
+                   help="onnx: musicnn on ONNX Runtime, no TensorFlow (musicnn models); tf: TensorFlow; "
+                        "auto: onnx where the model allows (default: $GENRE_NB_BACKEND, else auto)")
+    p.add_argument("--jobs", type=int, default=None,
+                   help="files in flight at once (default: up to 4 on ONNX Runtime, 1 on TensorFlow)")
 
 # %% ../nbs/10_cli.ipynb #6c0f2a82
 def _train(args: argparse.Namespace) -> int:

@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #e4d0ac73
 from __future__ import annotations
-import datetime, hashlib, io, json, logging, os, random, sys, tempfile
+import datetime, hashlib, io, json, logging, os, random, shutil, sys, tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,8 +17,8 @@ import pandas as pd
 __all__ = ['GENRES', 'SPLITS', 'get_logger', 'GenreNBError', 'ParameterError', 'DataError', 'check_choice', 'check_int',
            'check_float', 'check_out_folder', 'check_out_file', 'in_test', 'quick_caps', 'check_data_params',
            'project_root', 'Config', 'real_data', 'seed_everything', 'librosa_ready', 'atomic_write', 'write_text',
-           'display_path', 'package_version', 'provenance', 'provenance_line', 'save_report', 'read_report_csv',
-           'read_provenance', 'append_results', 'read_results']
+           'atomic_folder', 'display_path', 'package_version', 'provenance', 'provenance_line', 'save_report',
+           'read_report_csv', 'read_provenance', 'append_results', 'read_results']
 
 # %% ../nbs/00_core.ipynb #02a9e0da
 GENRES: tuple[str, ...] = ("blues", "classical", "country", "disco", "hiphop",
@@ -303,6 +303,30 @@ def write_text(path: Path | str, text: str) -> Path:
     "Atomically write `text` to `path`."
     with atomic_write(path) as f: f.write(text)
     return Path(path)
+
+# %% ../nbs/00_core.ipynb #2040f068
+@contextmanager
+def atomic_folder(path: Path | str,          # the folder to (re)write
+                  keep: tuple[str, ...] = (), # subfolders of an existing `path` carried over into the new one
+                 ) -> Iterator[Path]:         # the temporary folder to fill
+    "Fill a temporary folder beside `path`; on success it replaces `path`, on error it is deleted (`path` untouched)."
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp, old = path.parent / f".{path.name}.tmp", path.parent / f".{path.name}.old"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        yield tmp
+        if path.exists():
+            for k in keep:
+                if (path / k).is_dir(): shutil.move(str(path / k), str(tmp / k))
+            shutil.rmtree(old, ignore_errors=True)
+            path.rename(old)
+        tmp.rename(path)
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 # %% ../nbs/00_core.ipynb #08a815c4
 def display_path(p: Path | str,  # a file or folder (it need not exist: templates such as `<genre>/x.wav` are fine)

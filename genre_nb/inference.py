@@ -4,7 +4,7 @@
 
 # %% ../nbs/08_predict.ipynb #db5f9d3a
 from __future__ import annotations
-import datetime, json, os, shutil
+import datetime, json, os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -184,12 +184,7 @@ Cross-validated accuracy: {cv}
 # %% ../nbs/08_predict.ipynb #56410736
 def save_transfer(model: TransferModel, path: Path | str) -> Path:
     "Write a transfer model folder atomically (a temporary folder beside `path`, then renamed over it)."
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp, old = path.parent / f".{path.name}.tmp", path.parent / f".{path.name}.old"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
+    with core.atomic_folder(path) as tmp:
         with atomic_write(tmp / "weights.npz", "wb") as f:
             np.savez(f, mean=model.mean, scale=model.scale, coef=model.coef, intercept=model.intercept)
         doc = {"format": TRANSFER_FORMAT, "labels": list(model.labels), **model.meta}
@@ -197,15 +192,7 @@ def save_transfer(model: TransferModel, path: Path | str) -> Path:
         readme = TRANSFER_README.format(fmt=TRANSFER_FORMAT, embedding=model.meta.get("embedding", {}).get("name"),
                                         trained_on=trained_on(model), cv=accuracy_text(model))
         write_text(tmp / "README.md", readme)
-        if path.exists():
-            shutil.rmtree(old, ignore_errors=True)
-            path.rename(old)
-        tmp.rename(path)
-        shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return path
+    return Path(path)
 
 # %% ../nbs/08_predict.ipynb #b6e25993
 def load_transfer(path: Path | str) -> TransferModel:

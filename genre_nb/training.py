@@ -501,12 +501,7 @@ def save_bundle(path: Path | str,     # the bundle folder (created; replaced if 
                 keep: Sequence[str] = ("checkpoint",), # subfolders of an existing bundle carried over
                ) -> Path:
     "Write a model bundle atomically (to a temporary folder beside `path`, then renamed); scalers as plain arrays."
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
+    with core.atomic_folder(path, keep=tuple(keep)) as tmp:
         model.save(tmp / "model.keras")
         _save_npz(tmp / "scalers.npz", scalers_to_arrays(scalers or {}))
         cfg = {"format": BUNDLE_FORMAT, "genres": list(GENRES), **config}
@@ -514,18 +509,7 @@ def save_bundle(path: Path | str,     # the bundle folder (created; replaced if 
         write_text(tmp / "metrics.json", json.dumps(metrics or {}, indent=2, default=core._json_default))
         write_text(tmp / "README.md", BUNDLE_README.format(fmt=BUNDLE_FORMAT))
         if history is not None: write_text(tmp / "history.csv", history.to_csv(index=False))
-        old = path.parent / f".{path.name}.old"
-        if path.exists():
-            for k in keep:
-                if (path / k).is_dir(): shutil.move(str(path / k), str(tmp / k))
-            shutil.rmtree(old, ignore_errors=True)
-            path.rename(old)
-        tmp.rename(path)
-        shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return path
+    return Path(path)
 
 # %% ../nbs/05_training.ipynb #6dcc3f74
 class BundleError(core.GenreNBError):
