@@ -6,8 +6,8 @@ __version__ = "0.1.0"
 
 import importlib
 
-_SUBMODULES = ("core", "data", "download", "features", "embeddings", "musicnn_onnx", "evaluate", "baselines", "training",
-               "cnn", "rnn", "hybrid", "report", "inference", "reproduce", "cli")
+_SUBMODULES = ("core", "data", "download", "features", "embeddings", "musicnn_onnx", "evaluate", "baselines",
+               "training", "cnn", "rnn", "hybrid", "report", "inference", "reproduce", "cli")
 __all__ = [*_SUBMODULES, "predict", "__version__"]
 
 

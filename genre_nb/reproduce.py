@@ -4,20 +4,20 @@
 
 # %% ../nbs/09_reproduce.ipynb #479bf149
 from __future__ import annotations
-import os, shutil, tempfile, time
+import os, re, shutil, tempfile, time
 from contextlib import contextmanager
 from pathlib import Path
 
 from .core import (DataError, GenreNBError, ParameterError, _anchor, _project_dir, check_choice, check_int,
-                           check_out_folder, get_logger, project_root, read_results, write_text)
+                           check_out_folder, get_logger, project_root, read_results, real_data, write_text)
 from .data import SPLITS, open_dataset, prepare
 from .report import readme_table, update_readme
 
 log = get_logger("genre_nb.reproduce")
 
 # %% auto #0
-__all__ = ['log', 'CHAPTERS', 'SEEDED', 'NOTEBOOK_MB', 'ChapterFailed', 'run_chapter', 'reproduce', 'render_index',
-           'write_readme']
+__all__ = ['log', 'CHAPTERS', 'SEEDED', 'NOTEBOOK_MB', 'ChapterFailed', 'machine_free', 'run_chapter', 'reproduce',
+           'render_index', 'write_readme']
 
 # %% ../nbs/09_reproduce.ipynb #53651031
 CHAPTERS = ("01_data_audit", "02_features", "02a_embeddings", "04_baselines", "05a_cnn", "05b_rnn", "06_hybrid",
@@ -41,13 +41,19 @@ def _chapters(only: str | None,  # comma-separated chapters, e.g. `01,04_baselin
     return [c for c in CHAPTERS if c in out]
 
 # %% ../nbs/09_reproduce.ipynb #01fb8e12
+_INLINE_STARTUP = 'get_ipython().run_line_magic("matplotlib", "inline")\n'   # the kernel's first act
+
 @contextmanager
 def _inline_figures(dpi: int = 72):  # the figures' resolution in the executed notebooks
-    "Kernels started in this block draw their figures inline at `dpi` (through their environment)."
-    old = {k: os.environ.get(k) for k in ("MPLBACKEND", "MATPLOTLIBRC")}
+    "Kernels started in this block show every figure inline at `dpi`, pyplot's and bare `Figure` objects alike."
+    old = {k: os.environ.get(k) for k in ("MPLBACKEND", "MATPLOTLIBRC", "IPYTHONDIR")}
     rc = Path(tempfile.mkdtemp(prefix="genre_nb_mpl."))
     (rc / "matplotlibrc").write_text(f"figure.dpi: {dpi}\n")
-    os.environ.update(MPLBACKEND="module://matplotlib_inline.backend_inline", MATPLOTLIBRC=str(rc))
+    startup = rc / "ipython" / "profile_default" / "startup"
+    startup.mkdir(parents=True)
+    (startup / "00-inline-figures.py").write_text(_INLINE_STARTUP)
+    os.environ.update(MPLBACKEND="module://matplotlib_inline.backend_inline", MATPLOTLIBRC=str(rc),
+                      IPYTHONDIR=str(rc / "ipython"))
     try: yield
     finally:
         for k, v in old.items():
@@ -65,6 +71,23 @@ def _warn_if_large(path: Path,                  # an executed notebook
     mb = Path(path).stat().st_size / 1e6
     if mb > limit_mb: log.warning(f"{Path(path).name} is {mb:.1f} MB (over {limit_mb:g} MB): fewer or smaller figures")
     return mb > limit_mb
+
+# %% ../nbs/09_reproduce.ipynb #80819efe
+def machine_free(text: str,              # an executed notebook's JSON, or any text
+                 bases: dict[str, str],  # absolute folder -> what to write instead
+                ) -> str:                # `text` without those folders
+    "Replace every absolute folder of `bases` by its stand-in, the longest first (a folder inside another one wins)."
+    for base in sorted(bases, key=len, reverse=True):
+        text = re.sub(re.escape(base.rstrip("/")) + r"(?![\w.-])", lambda m, b=base: bases[b], text)
+    return text
+
+# %% ../nbs/09_reproduce.ipynb #7610e9e0
+def _machine_bases(root: Path,  # the project folder
+                  ) -> dict[str, str]:  # absolute folder -> stand-in, for `machine_free`
+    "The folders an executed notebook may name: the project, the real material, the home and temporary folders."
+    bases = {str(Path(tempfile.gettempdir()).resolve()): "<tmp>", str(Path.home()): "~", str(Path(root).resolve()): "."}
+    if (material := real_data()) is not None: bases[str(material.resolve())] = "<GENRE_NB_TEST_DATA>"
+    return bases
 
 # %% ../nbs/09_reproduce.ipynb #27a74d68
 def run_chapter(chapter: str,          # e.g. "04_baselines"
@@ -91,7 +114,10 @@ def run_chapter(chapter: str,          # e.g. "04_baselines"
         raise ChapterFailed(f"{chapter} failed in cell {e.exec_count} ({e.ename}: {first}); "
                             f"executed notebook: {out}") from None
     finally:
-        if tmp.exists(): os.replace(tmp, out)
+        if tmp.exists():
+            text = machine_free(tmp.read_text(), _machine_bases(Path(nbs_dir).parent))
+            tmp.write_text(text.replace(tmp.name, out.name))
+            os.replace(tmp, out)
     _warn_if_large(out)
     return out
 
