@@ -11,7 +11,7 @@ from pathlib import Path
 from .core import (DataError, GenreNBError, ParameterError, _anchor, _project_dir, check_choice, check_int,
                            check_out_folder, get_logger, project_root, read_results, real_data, write_text)
 from .data import SPLITS, open_dataset, prepare
-from .report import readme_table, update_readme
+from .report import readme_table, update_readme, write_reports_index
 
 log = get_logger("genre_nb.reproduce")
 
@@ -165,6 +165,7 @@ def reproduce(data_dir: str | None = None,  # a GTZAN folder; None: the syntheti
             kw = {} if data_dir else {"tracks_per_genre": 6 if quick else (tracks_per_genre or 30),
                                       "duration": 8.0 if quick else 30.0}
             prepare(open_dataset(data_dir, seed=seed, **kw), split, seed)
+    write_reports_index(reports)   # again, now that every executed notebook is there (07 wrote it before 08 ran)
     print(f"done in {time.time() - t_all:.0f} s; reports in {reports} (index: {reports / 'README.md'}), "
           f"executed notebooks in {reports / 'notebooks'}")
     if "07_discussion" in chapters and not quick and reports == _anchor("reports"):
