@@ -483,15 +483,17 @@ def _provenance_line(path: Path) -> str:
 
 # %% ../nbs/07_discussion.ipynb #dc0e7f36
 def reports_index(reports_dir: Path | str = "reports", # the reports folder
-                  skip: Sequence[str] = ("notebooks", "README.md"), # not in the files table: the executed notebooks
-                                                                    # (their own section), the index itself
+                  skip: Sequence[str] = ("notebooks", "README.md"), # not in the files table: executed notebooks at
+                                                                    # any depth (a section of their own, or not
+                                                                    # committed), the index itself
                  ) -> pd.DataFrame:                    # file, chapter, paper, provenance
     "Every report file present under `reports_dir`, with the paper figure it regenerates and its provenance."
     root = core._anchor(reports_dir)
     rows = []
     for p in sorted(root.rglob("*")) if root.is_dir() else []:
         rel = p.relative_to(root).as_posix()
-        if not p.is_file() or p.name.startswith(".") or rel.split("/")[0] in skip or rel in skip: continue
+        if not p.is_file() or p.name.startswith(".") or rel in skip or set(rel.split("/")[:-1]) & set(skip):
+            continue
         rows.append(dict(file=rel, chapter=rel.split("/")[0] if "/" in rel else "", paper=paper_reference(rel),
                          provenance=_provenance_line(p)))
     return pd.DataFrame(rows, columns=["file", "chapter", "paper", "provenance"])
