@@ -743,7 +743,7 @@ def fit(self: FeatureScaler, arrays) -> FeatureScaler:
     from sklearn.preprocessing import StandardScaler
     sk = StandardScaler()
     for a in _as_tracks(arrays): sk.partial_fit(np.asarray(a, np.float32).T)
-    if not sk.n_features_in_: raise ParameterError("FeatureScaler.fit needs at least one array")
+    if not hasattr(sk, "n_features_in_"): raise ParameterError("FeatureScaler.fit needs at least one array")
     self.mean_, self.scale_ = sk.mean_.astype(np.float32), sk.scale_.astype(np.float32)
     self.n_frames_ = int(np.max(sk.n_samples_seen_))
     return self
