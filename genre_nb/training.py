@@ -932,14 +932,11 @@ def chapter_config(chapter: str,                  # the notebook, e.g. "05a_cnn"
                   ) -> ChapterConfig:
     "Check a deep chapter's parameters before any work (one-line errors); a quick run caps the data and the epochs."
     quick = bool(quick) or core.in_test()
-    split = check_choice("split", split, ("paper", "filtered"))
-    seed = check_int("seed", seed, 0)
+    split, seed, tracks_per_genre, duration = core.check_data_params(split, seed, tracks_per_genre, duration)
     train = TrainConfig(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, warmup_epochs=warmup_epochs,
                         patience=patience, seed=seed, crops_per_clip=crops_per_clip)
     segment_seconds = check_float("segment_seconds", segment_seconds, 0.5, 600, allow_none=True)
     embedding = check_choice("embedding", embedding, EMBEDDING_CHOICES)
-    tracks_per_genre = check_int("tracks_per_genre", tracks_per_genre, 1)
-    duration = check_float("duration", duration, 0.5, 600)
     jobs = check_int("jobs", jobs, 1)
     resume = check_choice("resume", resume, (True, False))
     tracks_per_genre, duration, train.epochs = core.quick_caps(

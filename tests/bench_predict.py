@@ -5,7 +5,7 @@
 - 100 files of 30 s (copies of the 10 real GTZAN excerpts): seconds per file after the first, both paths;
 - import profile of `genre_nb.cli` (what every `genre-nb` command pays) and the heavy modules it loads.
 
-Targets: cold start <= 2 s and < 500 MB; <= 0.3 s per file. Needs ../shared/data/gtzan (see `genre_nb.core.real_data`).
+Targets: cold start <= 2 s and < 500 MB; <= 0.3 s per file. Needs the real GTZAN excerpts (`genre_nb.core.real_data`).
 Run: python tests/bench_predict.py [--runs 3] [--files 100] [--jobs N]
 """
 import argparse
@@ -96,7 +96,7 @@ def main() -> None:
     a = ap.parse_args()
     from genre_nb.core import real_data
     root = real_data("gtzan", "audio", "genres_original")
-    if root is None: raise SystemExit("no real GTZAN excerpts (../shared/data/gtzan or GENRE_NB_TEST_DATA): nothing to measure")
+    if root is None: raise SystemExit("no real GTZAN excerpts (set GENRE_NB_TEST_DATA; see genre_nb.core.real_data): nothing to measure")
     excerpts = sorted(root.glob("*/*.wav"))
     print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} (other work slows every figure); "
           f"python {sys.version.split()[0]}; genre_nb from {ROOT}")

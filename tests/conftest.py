@@ -19,7 +19,7 @@ def _material(*parts: str, what: str) -> Path:
     p, rel = real_data(*parts), "/".join(parts)
     if p is None:
         where = (f"no {rel} in GENRE_NB_TEST_DATA={os.environ['GENRE_NB_TEST_DATA']!r}" if "GENRE_NB_TEST_DATA" in os.environ
-                 else f"GENRE_NB_TEST_DATA is unset and there is no ../shared/data/{rel} beside the project")
+                 else f"GENRE_NB_TEST_DATA is unset and the default material folder (genre_nb.core.real_data) has no {rel}")
         pytest.skip(f"optional real {what} not found: {where}")
     return p
 
