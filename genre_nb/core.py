@@ -16,9 +16,9 @@ import pandas as pd
 # %% auto #0
 __all__ = ['GENRES', 'SPLITS', 'get_logger', 'GenreNBError', 'ParameterError', 'DataError', 'check_choice', 'check_int',
            'check_float', 'check_out_folder', 'check_out_file', 'in_test', 'quick_caps', 'check_data_params',
-           'project_root', 'Config', 'real_data', 'seed_everything', 'librosa_ready', 'atomic_write', 'write_text',
-           'atomic_folder', 'display_path', 'package_version', 'provenance', 'provenance_line', 'save_report',
-           'read_report_csv', 'read_provenance', 'append_results', 'read_results']
+           'project_root', 'Config', 'real_data', 'seed_everything', 'atomic_write', 'write_text', 'atomic_folder',
+           'display_path', 'package_version', 'provenance', 'provenance_line', 'save_report', 'read_report_csv',
+           'read_provenance', 'append_results', 'read_results', 'librosa_ready']
 
 # %% ../nbs/00_core.ipynb #02a9e0da
 GENRES: tuple[str, ...] = ("blues", "classical", "country", "disco", "hiphop",
@@ -231,49 +231,6 @@ def seed_everything(seed: int = 42,  # the seed
         except Exception: pass
     return seed
 
-# %% ../nbs/00_core.ipynb #8128b322
-_LIBROSA_READY = False
-
-# %% ../nbs/00_core.ipynb #d2a03816
-def librosa_ready():
-    "librosa, with its numba kernels compiled into its cache under a machine-wide lock, once per installation."
-    global _LIBROSA_READY
-    import librosa
-    if _LIBROSA_READY: return librosa
-    import fcntl, numba
-    # one warm-up per installation: the marker names this librosa/numba install (path, versions, install time)
-    init = Path(librosa.__file__)
-    stamp = f"{init}|{init.stat().st_mtime_ns}|{librosa.__version__}|{numba.__version__}"
-    key = hashlib.sha1(stamp.encode()).hexdigest()[:16]
-    marker = Path(tempfile.gettempdir()) / f"genre_nb_numba_{key}.ok"
-    if marker.exists():
-        _LIBROSA_READY = True
-        return librosa
-    with open(Path(tempfile.gettempdir()) / "genre_nb_numba.lock", "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            for dtype in (np.float32, np.float64):
-                y = (np.random.default_rng(0).standard_normal(22050 * 3) * 0.1).astype(dtype)
-                S = librosa.stft(y)
-                mag = np.abs(S)
-                P = mag ** 2
-                librosa.feature.mfcc(S=librosa.power_to_db(librosa.feature.melspectrogram(S=P, sr=22050)), n_mfcc=20)
-                librosa.feature.melspectrogram(y=y, sr=16000, n_fft=512, hop_length=256, n_mels=96)
-                librosa.feature.chroma_stft(S=P, sr=22050)
-                librosa.decompose.hpss(S)
-                for feature in (librosa.feature.spectral_centroid, librosa.feature.spectral_bandwidth,
-                                librosa.feature.spectral_rolloff):
-                    feature(S=mag)
-                librosa.feature.zero_crossing_rate(y)
-                librosa.feature.rms(y=y)
-                librosa.beat.beat_track(y=y, sr=22050)
-                librosa.util.localmax(mag[:, :8])
-            marker.touch()
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-    _LIBROSA_READY = True
-    return librosa
-
 # %% ../nbs/00_core.ipynb #fd223dc4
 _UMASK = os.umask(0)   # the process's umask: read by setting it ...
 os.umask(_UMASK)       # ... and set back at once
@@ -463,3 +420,50 @@ def read_results(path: Path | str = "reports/results.csv") -> pd.DataFrame:
     "The results table (empty if none yet)."
     path = _anchor(path)
     return pd.read_csv(path) if path.exists() and path.stat().st_size else pd.DataFrame()
+
+# %% ../nbs/00_core.ipynb #8b374fd5
+_LIBROSA_READY = False
+
+# %% ../nbs/00_core.ipynb #dcd02a4c
+def _warm_librosa(librosa) -> None:
+    "Run every numba kernel of librosa that genre_nb reaches, for float32 and float64 audio."
+    for dtype in (np.float32, np.float64):
+        y = (np.random.default_rng(0).standard_normal(22050 * 3) * 0.1).astype(dtype)
+        S = librosa.stft(y)
+        mag = np.abs(S)
+        P = mag ** 2
+        librosa.feature.mfcc(S=librosa.power_to_db(librosa.feature.melspectrogram(S=P, sr=22050)), n_mfcc=20)
+        librosa.feature.melspectrogram(y=y, sr=16000, n_fft=512, hop_length=256, n_mels=96)
+        librosa.feature.chroma_stft(S=P, sr=22050)
+        H, _ = librosa.decompose.hpss(S)
+        librosa.istft(H, n_fft=2048, hop_length=512, dtype=dtype)   # the Kaggle features' harmonic part
+        for feature in (librosa.feature.spectral_centroid, librosa.feature.spectral_bandwidth,
+                        librosa.feature.spectral_rolloff):
+            feature(S=mag)
+        librosa.feature.zero_crossing_rate(y)
+        librosa.feature.rms(y=y)
+        librosa.beat.beat_track(y=y, sr=22050)
+        librosa.util.localmax(mag[:, :8])
+
+# %% ../nbs/00_core.ipynb #4808cf24
+def _librosa_marker(librosa) -> Path:
+    "The warm-up's marker: one per librosa install (path, install time, versions) and numba cache folder."
+    import numba
+    init = Path(librosa.__file__)
+    stamp = f"{init}|{init.stat().st_mtime_ns}|{librosa.__version__}|{numba.__version__}|{numba.config.CACHE_DIR}"
+    return Path(tempfile.gettempdir()) / f"genre_nb_numba_{hashlib.sha1(stamp.encode()).hexdigest()[:16]}" / "ready"
+
+# %% ../nbs/00_core.ipynb #1efe109c
+def librosa_ready():
+    "librosa, with its numba kernels compiled into its cache under a machine-wide lock, once per installation."
+    global _LIBROSA_READY
+    import librosa
+    if _LIBROSA_READY: return librosa
+    marker = _librosa_marker(librosa)
+    if not marker.exists():
+        with _locked(marker.parent):   # one process compiles; the others wait here, then find the marker
+            if not marker.exists():
+                _warm_librosa(librosa)
+                marker.touch()
+    _LIBROSA_READY = True
+    return librosa

@@ -890,8 +890,8 @@ def compare_with_baselines(results: pd.DataFrame,  # core.read_results(...)
 
 # %% ../nbs/05_training.ipynb #cc50fffb
 CHAPTER_PARAMS = ("data_dir", "split", "seed", "epochs", "batch_size", "learning_rate", "warmup_epochs",
-                  "segment_seconds", "crops_per_clip", "patience", "embedding", "quick", "reports_dir",
-                  "tracks_per_genre", "duration", "resume", "jobs")   # the `parameters` cell of a deep chapter
+                  "segment_seconds", "crops_per_clip", "patience", "quick", "reports_dir", "tracks_per_genre",
+                  "duration", "resume", "jobs")   # a deep chapter's `parameters` cell (06_hybrid adds `embedding`)
 
 # %% ../nbs/05_training.ipynb #ec9ab025
 @dataclass

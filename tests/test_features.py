@@ -1,5 +1,10 @@
 """genre_nb.features beyond the notebook: real GTZAN excerpts vs the Kaggle table, parallel extraction with bad files
-on disk, cache hits / misses / corruption, embedding failures, the clip-level table and the train-only scaler."""
+on disk, cache hits / misses / corruption, embedding failures, the clip-level table and the train-only scaler, and
+librosa's numba warm-up (all compiling under one lock)."""
+import os
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -8,7 +13,7 @@ import pytest
 import soundfile as sf
 
 from genre_nb import data, features as F
-from genre_nb.core import DataError, GenreNBError, ParameterError
+from genre_nb.core import DataError, GenreNBError, ParameterError, librosa_ready
 
 SR = 22050
 
@@ -55,12 +60,40 @@ def test_summary_matches_kaggle_table(kaggle_root):
 
 
 def test_shared_features_equal_librosa_on_real_audio(kaggle_root):
-    import librosa
+    librosa = librosa_ready()
     y = data.load_audio(kaggle_root / "audio/genres_original/metal/metal.00000.wav", SR)
     out = F.compute_features(y, SR, ["mel", "mfcc", "chroma"])
     np.testing.assert_allclose(out["mel"], librosa.power_to_db(librosa.feature.melspectrogram(y=y, sr=SR)), atol=1e-3)
     np.testing.assert_allclose(out["mfcc"], librosa.feature.mfcc(y=y, sr=SR, n_mfcc=40), atol=1e-2)
     np.testing.assert_allclose(out["chroma"], librosa.feature.chroma_stft(y=y, sr=SR, n_chroma=24, tuning=0.0), atol=1e-5)
+
+
+_WARM_CHECK = textwrap.dedent("""
+    import gc, numpy as np
+    from numba.core.dispatcher import Dispatcher
+    from genre_nb import core, data, embeddings as E, features as F
+    def kernels():   # (function, argument types) of every numba kernel this process has compiled or loaded
+        return {(d.py_func.__module__, d.py_func.__qualname__, str(sig)) for d in gc.get_objects()
+                if Dispatcher in type(d).__mro__ for sig in d.overloads}
+    core.librosa_ready()
+    warm = kernels()
+    for dtype in (np.float32, np.float64):
+        y = (np.random.default_rng(1).standard_normal(22050 * 5) * 0.1).astype(dtype)
+        F.summary_features(y, 22050)
+        F.compute_features(y, 22050, [*F.DEFAULT_FEATURES, "summary"], params={"chroma": {"tuning": None}})
+        data.simple_stats(y, 22050)
+        E.musicnn_logmel(y, 22050)
+    print(len(warm), sorted(kernels() - warm))
+""")
+
+
+def test_librosa_warmup_leaves_nothing_to_compile(tmp_path):
+    "After `librosa_ready`'s warm-up (under its lock) the feature code loads no further kernel: none compiles unlocked."
+    env = {**os.environ, "TMPDIR": str(tmp_path)}   # no marker here: this fresh process runs the warm-up itself
+    out = subprocess.run([sys.executable, "-c", _WARM_CHECK], env=env, capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr[-3000:]
+    n_warm, _, missed = out.stdout.strip().splitlines()[-1].partition(" ")
+    assert int(n_warm) > 0 and missed == "[]", f"kernels compiled outside the warm-up: {missed}"
 
 
 def test_parallel_extract_records_bad_audio(tracks, tmp_path):
