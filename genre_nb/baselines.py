@@ -60,7 +60,7 @@ class FeatureMatrix:
     tracks: pd.DataFrame           # track_id, genre, ... (row i of X is row i of tracks)
     features: str                  # e.g. "mel+chroma+wavelet+mfcc", "kaggle57", "musicnn"
     view: str                      # "stats", "paper" or "table" (a ready-made feature table)
-    dataset: str                   # "synthetic", "gtzan" or "kaggle_csv"
+    dataset: str                   # "synthetic", "gtzan_mini", "gtzan" or "kaggle_csv"
     fingerprint: str = ""          # the dataset's fingerprint
     columns: list[str] | None = None # column names of X
     embedding: str | None = None   # the embedding, for an embedding matrix

@@ -16,7 +16,7 @@ from . import __version__
 from . import inference as I
 from .core import (GenreNBError, ParameterError, atomic_write, check_choice, check_float, check_int,
                            check_out_file, check_out_folder)
-from .data import AUDIT_COLUMNS, audit, duplicates, find_tracks, genre_summary, name_collisions
+from .data import AUDIT_COLUMNS, audit, dataset_name, duplicates, find_tracks, genre_summary, name_collisions
 from .data import open_dataset, prepare
 from .download import MINI_MD5, MINI_URL, download_mini
 from .features import bench, check_features, feature_table
@@ -51,7 +51,8 @@ def _audit(args: argparse.Namespace) -> int:
         ds = open_dataset(None, tracks_per_genre=tracks_per_genre, duration=duration, jobs=jobs)
         tracks, name = ds.tracks, "synthetic"
     else:
-        tracks, name = find_tracks(args.data_dir), "gtzan"
+        tracks = find_tracks(args.data_dir)
+        name = dataset_name(tracks)
     aud = audit(tracks, min_duration, jobs=jobs)
     summary, dups, same = genre_summary(aud), duplicates(aud), name_collisions(aud)
     out.mkdir(parents=True, exist_ok=True)

@@ -190,10 +190,6 @@ class Config:
         self.reports_dir = _anchor(self.reports_dir)
         self.seed = check_int("seed", self.seed, 0)
         self.sample_rate = check_int("sample_rate", self.sample_rate, 1000)
-    @property
-    def dataset(self) -> str:
-        "`'synthetic'` or `'gtzan'`: the label every report carries."
-        return "synthetic" if self.data_dir is None else "gtzan"
 
 # %% ../nbs/00_core.ipynb #4fba2116
 def _project_dir() -> Path | None:
@@ -308,7 +304,7 @@ def package_version() -> str:
     return genre_nb.__version__
 
 # %% ../nbs/00_core.ipynb #4f6a62cc
-def provenance(dataset: str,                 # "synthetic" or "gtzan" (or "kaggle_csv")
+def provenance(dataset: str,                 # "synthetic", "gtzan_mini", "gtzan" or "kaggle_csv"
                fingerprint: str = "",        # the dataset's fingerprint (see `genre_nb.data`)
                **params,                     # the run's parameters: split, seed, epochs, ...
               ) -> dict:

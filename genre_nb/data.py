@@ -20,12 +20,12 @@ from .core import (GENRES, SPLITS, Config, DataError, GenreNBError, ParameterErr
 log = get_logger("genre_nb.data")
 
 # %% auto #0
-__all__ = ['log', 'AUDIO_EXTS', 'GENRE_STYLES', 'SYNTH_VERSION', 'AUDIT_COLUMNS', 'MIN_PER_GENRE', 'AudioError', 'audio_format',
-           'to_mono', 'open_audio', 'read_audio', 'resample', 'load_audio', 'sturm_index', 'find_tracks',
-           'name_collisions', 'render_track', 'synthetic_styles', 'make_synthetic', 'audio_hash', 'truncation',
-           'audit_track', 'audit', 'genre_summary', 'duplicates', 'SplitError', 'filtered_lists', 'paper_split',
-           'filtered_split', 'make_split', 'usable_tracks', 'Dataset', 'fingerprint', 'synthetic_dir', 'open_dataset',
-           'prepare', 'audit_figure', 'simple_stats', 'calibrate']
+__all__ = ['log', 'AUDIO_EXTS', 'GENRE_STYLES', 'SYNTH_VERSION', 'AUDIT_COLUMNS', 'MIN_PER_GENRE', 'GTZAN_MINI', 'AudioError',
+           'audio_format', 'to_mono', 'open_audio', 'read_audio', 'resample', 'load_audio', 'sturm_index',
+           'find_tracks', 'name_collisions', 'render_track', 'synthetic_styles', 'make_synthetic', 'audio_hash',
+           'truncation', 'audit_track', 'audit', 'genre_summary', 'duplicates', 'SplitError', 'filtered_lists',
+           'paper_split', 'filtered_split', 'make_split', 'usable_tracks', 'Dataset', 'fingerprint', 'dataset_name',
+           'synthetic_dir', 'open_dataset', 'prepare', 'audit_figure', 'simple_stats', 'calibrate']
 
 # %% ../nbs/01_data_audit.ipynb #be41a6aa
 class AudioError(GenreNBError):
@@ -474,7 +474,7 @@ def usable_tracks(tracks: pd.DataFrame,              # a tracks table (`prepare`
 # %% ../nbs/01_data_audit.ipynb #681fca30
 @dataclass
 class Dataset:
-    "A source of tracks: its name (`synthetic` / `gtzan`), folder, fingerprint and tracks table."
+    "A source of tracks: its name (`synthetic`, `gtzan_mini` or `gtzan`), folder, fingerprint and tracks table."
     name: str
     root: Path
     fingerprint: str
@@ -490,13 +490,23 @@ def fingerprint(tracks: pd.DataFrame, salt: str = "") -> str:
         h.update(f"{t}|{g}|{Path(p).stat().st_size if Path(p).exists() else -1}\n".encode())
     return h.hexdigest()[:12]
 
+# %% ../nbs/01_data_audit.ipynb #2957bbdd
+GTZAN_MINI: frozenset[str] = frozenset(     # mirdata's GTZAN-mini: the first ten excerpts of each genre, jazz without
+    [f"{g}.{i:05d}" for g in GENRES if g != "jazz" for i in range(10)]    # 3, 9 and 10
+    + [f"jazz.{i:05d}" for i in (0, 1, 2, 4, 5, 6, 7, 8, 11, 12)])
+
+# %% ../nbs/01_data_audit.ipynb #889c3d59
+def dataset_name(tracks: pd.DataFrame) -> str:
+    "`gtzan_mini` when `tracks` are exactly GTZAN-mini's 100 excerpts, else `gtzan`."
+    return "gtzan_mini" if set(tracks.track_id) == GTZAN_MINI else "gtzan"
+
 # %% ../nbs/01_data_audit.ipynb #2e484e8e
 def synthetic_dir(cache_dir: Path, tracks_per_genre: int, duration: float, seed: int, sr: int = 22050) -> Path:
     "Where the synthetic set for these parameters lives in the cache."
     return Path(cache_dir) / "synthetic" / f"v{SYNTH_VERSION}_n{tracks_per_genre}_d{duration:g}_sr{sr}_s{seed}"
 
 # %% ../nbs/01_data_audit.ipynb #03887763
-def open_dataset(data_dir: Path | str | None = None,  # a GTZAN folder; None: the synthetic set
+def open_dataset(data_dir: Path | str | None = None,  # a GTZAN folder (GTZAN-mini too); None: the synthetic set
                  cache_dir: Path | str | None = None,  # default: Config().cache_dir
                  tracks_per_genre: int = 100,           # synthetic only
                  duration: float = 30.0,                # synthetic only
@@ -513,7 +523,7 @@ def open_dataset(data_dir: Path | str | None = None,  # a GTZAN folder; None: th
         tracks["artist"], tracks["title"] = tracks.track_id.map(artists), np.nan
         return Dataset("synthetic", root, fingerprint(tracks, root.name), tracks)
     tracks = find_tracks(cfg.data_dir)
-    return Dataset("gtzan", cfg.data_dir, fingerprint(tracks), tracks)
+    return Dataset(dataset_name(tracks), cfg.data_dir, fingerprint(tracks), tracks)
 
 # %% ../nbs/01_data_audit.ipynb #2c6d72fa
 _CACHE_DTYPES = {"str", "object", "float64", "int64", "Int64", "bool", "boolean"}   # all an audit table holds

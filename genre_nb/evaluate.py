@@ -159,7 +159,7 @@ class Result:
     "One model run: a row of the results store."
     model: str                          # e.g. "logreg", "rf", "rf_embedding", "cnn"
     features: str                       # e.g. "mel+chroma+wavelet+mfcc", "kaggle57", "vggish"
-    dataset: str                        # "synthetic", "gtzan" or "kaggle_csv"
+    dataset: str                        # "synthetic", "gtzan_mini", "gtzan" or "kaggle_csv"
     split: str                          # "paper" or "filtered"
     seed: int                           # the run's seed (split and model)
     test_accuracy: float

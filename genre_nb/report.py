@@ -32,17 +32,16 @@ __all__ = ['log', 'CHAPTER', 'PAPER_MODELS', 'DATASET_LABELS', 'SPLIT_LABELS', '
 # %% ../nbs/07_discussion.ipynb #e1b57839
 CHAPTER = "07_discussion"
 PAPER_MODELS: tuple[str, ...] = tuple(PAPER_RESULTS)  # logreg, sgd, rf, rf_embedding, cnn, rnn, hybrid (paper order)
-DATASET_LABELS: dict[str, str] = {"gtzan": "GTZAN (audio)", "kaggle_csv": "GTZAN (Kaggle feature table)",
-                                  "synthetic": "synthetic (not GTZAN)"}
+DATASET_LABELS: dict[str, str] = {"gtzan": "GTZAN (audio)", "gtzan_mini": "GTZAN-mini (100 real tracks)",
+                                  "kaggle_csv": "GTZAN (Kaggle feature table)", "synthetic": "synthetic (not GTZAN)"}
 SPLIT_LABELS: dict[str, str] = {"paper": "paper: random stratified 60/20/20",
                                 "filtered": "filtered: artist-filtered (Kereliuk/Sturm)"}
 PAPER_SETTING = "GTZAN audio, random stratified 60/20/20 split, one run"
 
 # %% ../nbs/07_discussion.ipynb #4ddf6ffe
-def dataset_label(dataset: str, # a results row's dataset: "gtzan", "kaggle_csv", "synthetic", ...
+def dataset_label(dataset: str, # a results row's dataset: "gtzan", "gtzan_mini", "kaggle_csv", ...
                  ) -> str:
-    "The dataset as tables name it; only `gtzan` and `kaggle_csv` are called GTZAN."
-    "The dataset as tables name it; only `gtzan` and `kaggle_csv` are called GTZAN."
+    "The dataset as tables name it; only `gtzan`, `gtzan_mini` and `kaggle_csv` are called GTZAN."
     if dataset in DATASET_LABELS: return DATASET_LABELS[dataset]
     return f"{dataset} (not GTZAN)" if dataset else "unknown (not GTZAN)"
 
@@ -95,7 +94,7 @@ SUMMARY_COLUMNS: list[str] = ["model", "name", "features", "dataset", "split", "
 def _order(df: pd.DataFrame) -> pd.DataFrame:
     "Rows in the paper's model order, then GTZAN before synthetic, paper split before filtered."
     rank = {m: i for i, m in enumerate(PAPER_MODELS)}
-    ds_rank = {"gtzan": 0, "kaggle_csv": 1, "synthetic": 2}
+    ds_rank = {"gtzan": 0, "gtzan_mini": 1, "kaggle_csv": 2, "synthetic": 3}
     key = pd.DataFrame({"m": df.model.map(lambda m: rank.get(m, len(rank))), "mm": df.model,
                         "d": df.dataset.map(lambda d: ds_rank.get(d, 3)),
                         "s": df.split.map(lambda s: (SPLITS + (s,)).index(s)),
@@ -158,7 +157,6 @@ def results_markdown(summary: pd.DataFrame,            # from `results_summary`
                      title: str | None = "Results: the paper beside this run", # heading text (None: no heading)
                      heading: str = "###",             # the heading's markdown level
                      notes: bool = True,               # add the footnotes (what std means, quick runs)
-                     dataset: str | None = None,       # every row's data under this name (default: from the store)
                     ) -> str:                          # a markdown section
     "The paper-vs-this-run table in markdown; dataset, split and seeds are named on every row."
     t = paper_comparison(summary)
@@ -170,7 +168,7 @@ def results_markdown(summary: pd.DataFrame,            # from `results_summary`
         if r.status == "no runs yet":
             lines.append(f"| {r.name} | {_f3(r.paper_accuracy)} | no runs yet | 0 | – | – | – |")
             continue
-        ds = (dataset or dataset_label(r.dataset)) + (", **quick run: not comparable**" if r.quick else "")
+        ds = dataset_label(r.dataset) + (", **quick run: not comparable**" if r.quick else "")
         feats = r.features + (f" ({r.view})" if r.view and r.view not in ("table",) else "")
         lines.append(f"| {r.name} | {_f3(r.paper_accuracy)} | {_spread(r.mean, r.std, r.n_seeds)} | {int(r.n_seeds)} | "
                      f"{ds} | {split_label(r.split)} | {feats} |")
@@ -558,11 +556,10 @@ def update_readme(readme_path: Path | str,  # the README.md to update
 # %% ../nbs/07_discussion.ipynb #ec380ed4
 def readme_table(reports_dir: Path | str = "reports", # where the results store is (reports_dir/results.csv)
                  include_quick: bool = False,         # quick runs are left out of the README by default
-                 dataset: str | None = None,          # name every row's data so (e.g. "GTZAN-mini (100 real tracks)")
                 ) -> str:                             # markdown, for `update_readme`
     "The paper-vs-this-run table from the results store, for the README."
     store = core.read_results(core._anchor(reports_dir) / "results.csv")
-    return results_markdown(results_summary(store, include_quick), title=None, dataset=dataset)
+    return results_markdown(results_summary(store, include_quick), title=None)
 
 # %% ../nbs/07_discussion.ipynb #4f2bd36b
 def gap_markdown(gap: pd.DataFrame,   # from `split_gap` (+ a `source` column)
@@ -605,7 +602,8 @@ def gap_figure(gap: pd.DataFrame, # from `split_gap`
     ax.scatter(x, gap.paper_accuracy.astype(float), marker="_", s=400, c="k", label="the paper (GTZAN, random split)",
                zorder=3)
     ax.axhline(1 / len(GENRES), ls=":", c="0.5", lw=0.8, label="chance")
-    short = {"gtzan": "GTZAN audio", "kaggle_csv": "GTZAN Kaggle table", "synthetic": "synthetic"}
+    short = {"gtzan": "GTZAN audio", "gtzan_mini": "GTZAN-mini", "kaggle_csv": "GTZAN Kaggle table",
+             "synthetic": "synthetic"}
     ax.set_xticks(x, [f"{m}\n{short.get(d, d + ' (not GTZAN)')}{' (quick)' if q else ''}"
                       for m, d, q in zip(gap.model, gap.dataset, gap.quick)], fontsize=7)
     ax.set_ylim(0, 1.18)

@@ -203,5 +203,5 @@ def write_readme(root: Path | str | None = None,   # the project root (default: 
     # GTZAN-mini's results: `genre-nb reproduce --data-dir <GTZAN-mini> --reports-dir reports/gtzan_mini`
     mini = _anchor(reports_dir) / "gtzan_mini"
     if not read_results(mini / "results.csv").empty:
-        update_readme(readme, readme_table(mini, dataset="GTZAN-mini (100 real tracks)"), "results-gtzan-mini")
+        update_readme(readme, readme_table(mini), "results-gtzan-mini")
     return readme.read_text() != before

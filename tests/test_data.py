@@ -5,7 +5,8 @@ import pytest
 import soundfile as sf
 
 from genre_nb.core import DataError, GENRES
-from genre_nb.data import (SplitError, audit, filtered_lists, find_tracks, load_audio, make_split, open_dataset, prepare)
+from genre_nb.data import (GTZAN_MINI, SplitError, audit, dataset_name, filtered_lists, find_tracks, load_audio, make_split,
+                           open_dataset, prepare)
 
 
 def test_marsyas_layout_and_resampling(tmp_path):
@@ -32,6 +33,14 @@ def test_wrong_layout_names_what_was_expected(tmp_path):
     (tmp_path / "music").mkdir()
     with pytest.raises(DataError, match="genres_original/<genre>"):
         find_tracks(tmp_path)
+
+
+def test_gtzan_mini_names_itself(gtzan_mini_dir):
+    "GTZAN-mini's folder is `gtzan_mini` in every report; GTZAN's excerpts or a subset of the mini stay `gtzan`."
+    ds = open_dataset(gtzan_mini_dir)
+    assert (ds.name, len(ds.tracks)) == ("gtzan_mini", 100)
+    assert set(ds.tracks.track_id) == GTZAN_MINI
+    assert dataset_name(ds.tracks[ds.tracks.genre != "jazz"]) == "gtzan"
 
 
 def test_real_excerpts_audit(gtzan_dir):
