@@ -36,7 +36,7 @@ def test_wrong_layout_names_what_was_expected(tmp_path):
 
 
 def test_gtzan_mini_names_itself(gtzan_mini_dir):
-    "GTZAN-mini's folder is `gtzan_mini` in every report; GTZAN's excerpts or a subset of the mini stay `gtzan`."
+    "GTZAN-mini's 100 real FLACs are `gtzan_mini`; a subset of them (no jazz) is `gtzan`."
     ds = open_dataset(gtzan_mini_dir)
     assert (ds.name, len(ds.tracks)) == ("gtzan_mini", 100)
     assert set(ds.tracks.track_id) == GTZAN_MINI
