@@ -1,20 +1,21 @@
 """genre_nb: music genre classification on GTZAN, a reproduction in notebooks.
 
-The public names are the chapters' modules and `predict`; they are imported on first use (as librosa does), so
-`import genre_nb` and `dir(genre_nb)` stay light: neither imports TensorFlow."""
+The public names are the chapters' modules, `predict` and `predict_iter`; they are imported on first use (as librosa
+does), so `import genre_nb` and `dir(genre_nb)` stay light: neither imports TensorFlow."""
 __version__ = "0.1.0"
 
 import importlib
 
 _SUBMODULES = ("core", "data", "download", "features", "embeddings", "musicnn_onnx", "evaluate", "baselines",
-               "training", "cnn", "rnn", "hybrid", "report", "inference", "reproduce", "cli")
-__all__ = [*_SUBMODULES, "predict", "__version__"]
+               "training", "cnn", "rnn", "hybrid", "report", "inference", "library", "reproduce", "cli")
+__all__ = [*_SUBMODULES, "predict", "predict_iter", "__version__"]
 
 
 def __getattr__(name):
-    "A chapter's module, imported on first use; `predict(paths_or_arrays, model=None) -> DataFrame` (from `inference`)."
+    """A chapter's module, imported on first use; `predict(paths_or_arrays, model=None) -> DataFrame` and
+    `predict_iter(paths_or_arrays, model=None)` (its rows, each file's as soon as it is done), from `inference`."""
     if name in _SUBMODULES: return importlib.import_module(f".{name}", __name__)
-    if name == "predict": return importlib.import_module(".inference", __name__).predict
+    if name in ("predict", "predict_iter"): return getattr(importlib.import_module(".inference", __name__), name)
     raise AttributeError(f"module 'genre_nb' has no attribute {name!r}")
 
 

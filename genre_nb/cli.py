@@ -14,10 +14,11 @@ import pandas as pd
 
 from . import __version__
 from . import inference as I
-from .core import (GenreNBError, ParameterError, atomic_write, check_choice, check_float, check_int,
-                           check_out_file, check_out_folder)
+from . import library as L
+from .core import (Config, DataError, GenreNBError, ParameterError, atomic_write, check_choice, check_float,
+                           check_int, check_jobs, check_out_file, check_out_folder)
 from .data import AUDIT_COLUMNS, audit, dataset_name, duplicates, find_tracks, genre_summary, name_collisions
-from .data import open_dataset, prepare
+from .data import open_dataset, prepare, usable_tracks
 from .download import MINI_MD5, MINI_URL, download_mini
 from .features import bench, check_features, feature_table
 from .reproduce import reproduce, write_readme
@@ -40,10 +41,28 @@ def _command(sub,               # the parser's subparsers
     p.set_defaults(func=func)
     return p
 
+# %% ../nbs/10_cli.ipynb #53a996d6
+def _data_label(name: str,       # `dataset_name`'s: synthetic, gtzan, gtzan_mini or own
+                data_dir=None,   # the folder read (for a user's own)
+               ) -> str:
+    "How a command names the data it read."
+    return f"your folder {Path(data_dir).name}" if name == "own" else f"{name} data"
+
+# %% ../nbs/10_cli.ipynb #c4037361
+def _records(df: pd.DataFrame) -> list[dict]:
+    "The rows of `df` as JSON-ready dicts: NaN and NA become None."
+    return df.astype(object).where(df.notna(), None).to_dict("records")
+
+# %% ../nbs/10_cli.ipynb #7269b0d5
+def _check_cache(cache_dir) -> Path:
+    "The feature cache (`--cache-dir`, else $GENRE_NB_CACHE or ~/.cache/genre_nb), or `ParameterError` if unwritable."
+    name = "--cache-dir" if cache_dir is not None else "the feature cache ($GENRE_NB_CACHE or ~/.cache/genre_nb)"
+    return check_out_folder(name, Config(cache_dir=cache_dir).cache_dir)
+
 # %% ../nbs/10_cli.ipynb #7a3f1ad7
 def _audit(args: argparse.Namespace) -> int:
     "genre-nb audit: print the audit table and per-genre summary, write audit.csv."
-    jobs, min_duration = check_int("--jobs", args.jobs, 1), check_float("--min-duration", args.min_duration, 0)
+    jobs, min_duration = check_jobs("--jobs", args.jobs), check_float("--min-duration", args.min_duration, 0)
     tracks_per_genre = check_int("--tracks-per-genre", args.tracks_per_genre, 1)
     duration = check_float("--duration", args.duration, 0.5, 600)
     out = check_out_folder("--out", args.out)
@@ -58,12 +77,12 @@ def _audit(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     with atomic_write(out / "audit.csv") as f: aud[AUDIT_COLUMNS].to_csv(f, index=False)
     if args.json:
-        print(json.dumps({"dataset": name, "tracks": aud[AUDIT_COLUMNS].to_dict("records"),
-                          "summary": summary.to_dict("records"), "duplicates": dups.to_dict("records"),
-                          "name_collisions": same.to_dict("records")}, default=str))
+        doc = {"dataset": name, "tracks": _records(aud[AUDIT_COLUMNS]), "summary": _records(summary),
+               "duplicates": _records(dups), "name_collisions": _records(same)}
+        print(json.dumps(doc, default=str, allow_nan=False))
         return 0
     with pd.option_context("display.max_rows", None, "display.width", 200, "display.max_colwidth", 60):
-        print(f"Audit of {len(aud)} tracks ({name} data)\n")
+        print(f"Audit of {len(aud)} tracks ({_data_label(name, args.data_dir)})\n")
         print(aud[AUDIT_COLUMNS].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
         print("\nPer genre\n" + summary.to_string(index=False))
     bad = aud[aud.status != "ok"]
@@ -108,7 +127,11 @@ def _backend(name: str,                # 'loky' (local processes) or 'dask'
     except ImportError:
         raise GenreNBError("--backend dask needs dask.distributed: pip install 'dask[distributed]'") from None
     cluster = None if scheduler else LocalCluster(n_workers=jobs, threads_per_worker=1, dashboard_address=None)
-    client = Client(scheduler or cluster)
+    try: client = Client(scheduler or cluster, timeout="20s")
+    except (OSError, TimeoutError) as e:
+        if cluster is not None: cluster.close()
+        why = (str(e).splitlines() or [type(e).__name__])[0]
+        raise GenreNBError(f"cannot reach the Dask scheduler at {scheduler}: {why}") from None
     try:
         with joblib.parallel_config(backend="dask"): yield
     finally:
@@ -118,20 +141,25 @@ def _backend(name: str,                # 'loky' (local processes) or 'dask'
 # %% ../nbs/10_cli.ipynb #af35d03b
 def _extract(args: argparse.Namespace) -> int:
     "genre-nb extract: one CSV row per usable track with the requested features as columns."
-    feats, jobs = check_features(args.features), check_int("--jobs", args.jobs, 1)
+    feats, jobs = check_features(args.features), check_jobs("--jobs", args.jobs)
     check_choice("--backend", args.backend, ("loky", "dask"))
     tracks_per_genre = check_int("--tracks-per-genre", args.tracks_per_genre, 1)
     out = check_out_file("--out", args.out)
-    if args.cache_dir is not None: check_out_folder("--cache-dir", args.cache_dir)
+    _check_cache(args.cache_dir)
     ds = open_dataset(args.data_dir, args.cache_dir, tracks_per_genre=tracks_per_genre)
     tracks = prepare(ds, split=None, cache_dir=args.cache_dir, jobs=jobs)
+    if usable_tracks(tracks).empty:
+        raise DataError(f"no usable track in {args.data_dir}: all {len(tracks)} are excluded "
+                        "(genre-nb audit says why); nothing written")
     with _backend(args.backend, args.scheduler, jobs):
         table = feature_table(tracks, feats, jobs=max(jobs, 2) if args.backend == "dask" else jobs,
                               cache_dir=args.cache_dir)
+    if table.empty: raise DataError(f"no track of {args.data_dir} gave features (see the lines above); nothing written")
     with atomic_write(out) as f: table.to_csv(f, index=False)
     skipped = len(tracks) - len(table)
     print(f"wrote {out}: {len(table)} tracks x {table.shape[1] - 2} feature columns "
-          f"({', '.join(feats)}; {ds.name} data)" + (f"; {skipped} tracks left out (see the audit)" if skipped else ""))
+          f"({', '.join(feats)}; {_data_label(ds.name, args.data_dir)})"
+          + (f"; {skipped} tracks left out (see the audit)" if skipped else ""))
     return 0
 
 # %% ../nbs/10_cli.ipynb #00047e73
@@ -219,7 +247,7 @@ def _add_readme(sub) -> None:
     p.add_argument("--reports-dir", default="reports", help="where the results store is (default: reports/)")
 
 # %% ../nbs/10_cli.ipynb #4141922b
-def _top(row: pd.Series,    # one row of `inference.predict`'s table: a probability per label
+def _top(row,              # one row of `inference.predict`'s table (or a dict): a probability per label
          labels: list[str], # the model's labels
          k: int,            # how many
         ) -> list[tuple[str, float]]:  # the k most probable (label, probability), most probable first
@@ -233,86 +261,137 @@ def _model_info(model,      # a loaded model (`inference.load_model`)
                ) -> dict:
     "Which model answered, what it learned from, how accurate it is estimated to be (text and JSON)."
     return {"path": str(path), "name": path.name, "chosen": why, "trained_on": I.trained_on(model),
-            "estimated_accuracy": I.accuracy_text(model), "labels": I.model_labels(model)}
+            "estimated_accuracy": I.accuracy_text(model), "labels": I.model_labels(model),
+            "sha256": L.model_sha256(model)}
+
+# %% ../nbs/10_cli.ipynb #b093b1cc
+def _say(line: str,          # what to print
+         err: bool = False,  # on stderr instead of stdout
+        ):
+    "Print one line now, above the progress bar."
+    from tqdm import tqdm
+    f = sys.stderr if err else sys.stdout
+    tqdm.write(line, file=f)
+    f.flush()
+
+# %% ../nbs/10_cli.ipynb #fb019121
+def _answer(file: str, rows: list[dict], labels: list[str], k: int, as_json: bool,
+            threshold: float = 0.0):   # the model's (`inference.model_threshold`): answers below it are uncertain
+    "Print one file's answer as it is done (uncertain answers say so)."
+    r = L.file_row(rows, labels, threshold)
+    if r.get("error"):
+        _say(f"genre-nb predict: {file}: {r['error']}", err=True)
+        if as_json: _say(json.dumps({"file": file, "error": r["error"]}))
+        return
+    top = lambda r: [{"genre": g, "probability": p} for g, p in _top(r, labels, k)]
+    if as_json:
+        item = {"file": file, "top": top(r), "uncertain": bool(r.get("uncertain"))}
+        if "segment" in rows[0]:
+            item["segments"] = [{"segment": w["segment"], "start_s": w["start_s"], "end_s": w["end_s"], "top": top(w),
+                                 "uncertain": bool(w.get("uncertain"))} for w in rows]
+        _say(json.dumps(L.jsonable(item), allow_nan=False))
+        return
+    for w in rows if "segment" in rows[0] else [r]:
+        where = f"{file} [{w['start_s']:7.2f}-{w['end_s']:7.2f} s]" if "segment" in w else file
+        doubt = " (uncertain)" if w.get("uncertain") else ""
+        _say(f"{where}: " + ", ".join(f"{g} {p:.2f}" for g, p in _top(w, labels, k)) + doubt)
 
 # %% ../nbs/10_cli.ipynb #f974af9e
 def _predict(args: argparse.Namespace) -> int:
-    "genre-nb predict: the top-k labels of each file (or each window); non-zero exit if any file failed."
+    "genre-nb predict: the top-k labels of each file (or each window) as it is done; non-zero exit if any file failed."
     k = check_int("--top-k", args.top_k, 1)
     if args.window is not None: check_float("--window", args.window, I.MIN_SECONDS)
     if args.jobs is not None: check_int("--jobs", args.jobs, 1)
-    if args.out and Path(args.out).suffix.lower() not in (".csv", ".json"):
-        raise ParameterError("--out must end in .csv or .json")
+    out = L.check_out(args.out) if args.out else None    # an unusable destination: one line, before any work
+    if (args.resume or args.retry_failed) and out is None:
+        raise ParameterError("--resume and --retry-failed continue an output: name it with --out")
     path, why = (Path(args.model).expanduser(), "named with --model") if args.model else I.default_model_path()
     model = I.load_model(path)
-    labels, info = I.model_labels(model), _model_info(model, path, why)
-    df = I.predict(args.files, model, segments=args.segments, window_s=args.window,
-                   progress=sys.stderr.isatty() and not args.json, backend=args.backend, jobs=args.jobs)
-    bad, good = df[df.error.notna()], df[df.error.isna()]
-    for r in bad.itertuples(): print(f"genre-nb predict: {r.file}: {r.error}", file=sys.stderr)
-    if args.out:
-        out = Path(args.out)
-        with atomic_write(out) as f:
-            if out.suffix.lower() == ".csv": df.to_csv(f, index=False)
-            else: json.dump({"model": info, "rows": json.loads(df.to_json(orient="records"))}, f, indent=1)
-    if args.json:
-        files = I.per_file(df, labels).set_index("file") if args.segments else good.set_index("file")
-        top = lambda r: [{"genre": n, "probability": p} for n, p in _top(r, labels, k)]
-        res = [{"file": f, "top": top(files.loc[f])} for f in dict.fromkeys(good.file)]
-        if args.segments:
-            for item, (_, g) in zip(res, good.groupby("file", sort=False)):
-                item["segments"] = [{"segment": int(r.segment), "start_s": float(r.start_s), "end_s": float(r.end_s),
-                                     "top": top(r)} for _, r in g.iterrows()]
-        errors = [{"file": r.file, "error": r.error} for r in bad.itertuples()]
-        print(json.dumps({"model": info, "results": res + errors}))
-    else:
-        print(f"# model {info['name']} ({why}): trained on {info['trained_on']}; "
-              f"estimated accuracy {info['estimated_accuracy']}")
-        for _, r in good.iterrows():
-            where = f"{r.file} [{r.start_s:7.2f}-{r.end_s:7.2f} s]" if args.segments else r.file
-            print(f"{where}: " + ", ".join(f"{g} {p:.2f}" for g, p in _top(r, labels, k)))
-        if args.out: print(f"wrote {args.out}")
-    return 1 if len(bad) else 0
+    labels, info, summary = I.model_labels(model), _model_info(model, path, why), L.Summary()
+    with _backend("dask" if args.scheduler else "loky", args.scheduler):
+        files = L.predict_to(out, args.files, model, args.resume or args.retry_failed, args.retry_failed,
+                             args.segments, args.window, args.backend, args.jobs, sys.stderr.isatty(), summary)
+        _say(json.dumps({"model": info}) if args.json else f"# model {info['name']} ({why}): trained on "
+             f"{info['trained_on']}; estimated accuracy {info['estimated_accuracy']}"
+             + (f"; uncertain below {I.model_threshold(model):.2f}" if I.model_threshold(model) else ""))
+        try:
+            for file, rows in files: _answer(file, rows, labels, k, args.json, I.model_threshold(model))
+        except KeyboardInterrupt:
+            print(f"genre-nb predict: interrupted after {summary.done + summary.failed} files"
+                  + (f"; their rows are in {out}: add --resume to go on" if out else ""), file=sys.stderr)
+            return 130
+    _say(json.dumps({"summary": {**summary.record(), "out": str(out) if out else None}}) if args.json
+         else f"# {summary.text()}" + (f"; rows in {out}" if out else ""))
+    return 1 if summary.failed else 0
 
 # %% ../nbs/10_cli.ipynb #b403fd73
 def _add_predict(sub) -> None:
     p = _command(sub, "predict", _predict,
                  "classify your own audio files (default: the real-data model shipped with genre_nb)",
                  "Print the most probable genres of each FILE (wav, flac, ogg, mp3, au; any sample rate; mono "
-                 "or stereo; any length of at least 3 s, read window by window). A folder stands for the "
-                 "audio files under it.")
+                 "or stereo; any length of at least 3 s, read window by window) as soon as it is done. A folder "
+                 "stands for the audio files under it. With --out, each file's rows are added to that file as it "
+                 "is done; --resume continues it after an interruption.")
     p.add_argument("files", nargs="+", metavar="FILE", help="audio files or folders to classify")
     p.add_argument("--model", default=None,
                    help="a model folder: from `genre-nb train`, or a deep chapter's bundle (default: $GENRE_NB_MODEL, "
                         "your default from `train --set-default`, else the shipped GTZAN-mini model)")
     p.add_argument("--top-k", type=int, default=3, help="how many genres to print per file (default 3)")
-    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.add_argument("--json", action="store_true",
+                   help="print JSON Lines: the model, then one object per file as it is done, then a summary")
     p.add_argument("--segments", action="store_true", help="one row per window (a timeline) instead of one per file")
     p.add_argument("--window", type=float, default=None,
                    help="window length in seconds (default: the model's, about 30)")
-    p.add_argument("--out", default=None, help="also write every row to this .csv or .json file")
+    p.add_argument("--out", default=None,
+                   help="also add each file's rows, as it is done, to this .csv, .jsonl (JSON Lines) or .parquet file "
+                        "(Parquet: written at the end of the run, from OUT.jsonl, where rows stream)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue --out: skip the files it holds (same path, size and modification time), add the rest")
+    p.add_argument("--retry-failed", action="store_true",
+                   help="--resume, and classify again the files whose rows in --out hold an error")
     p.add_argument("--backend", choices=("auto", "onnx", "tf"), default=None,
                    help="onnx: musicnn on ONNX Runtime, no TensorFlow (musicnn models); tf: TensorFlow; "
                         "auto: onnx where the model allows (default: $GENRE_NB_BACKEND, else auto)")
     p.add_argument("--jobs", type=int, default=None,
-                   help="files in flight at once (default: up to 4 on ONNX Runtime, 1 on TensorFlow)")
+                   help="files in flight at once, at most one per core (default: every core on ONNX Runtime, "
+                        "1 on TensorFlow)")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="a running Dask scheduler (e.g. tcp://host:8786): its workers classify the files, which they "
+                        "must see at the same paths; rows come back into --out")
+
+# %% ../nbs/10_cli.ipynb #b94f1612
+def _train_folders(args: argparse.Namespace) -> list[Path]:
+    "DATA_DIR arguments, then the folders of `--list` (one per line), in order; `ParameterError` if there are none."
+    folders = [Path(d) for d in args.data_dirs]
+    if args.list:
+        lst = Path(args.list).expanduser()
+        if not lst.is_file(): raise ParameterError(f"--list {args.list}: no such file")
+        lines = [l.split("#")[0].strip() for l in lst.read_text(encoding="utf-8", errors="replace").splitlines()]
+        folders += [(lst.parent / l).expanduser() if not Path(l).expanduser().is_absolute() else Path(l).expanduser()
+                    for l in lines if l]
+    if not folders: raise ParameterError("name a labelled folder (DATA_DIR ...) or a list of them (--list FILE)")
+    return folders
 
 # %% ../nbs/10_cli.ipynb #6c0f2a82
 def _train(args: argparse.Namespace) -> int:
-    "genre-nb train: fit the transfer model on a labelled folder, print its cross-validated accuracy, write the model."
+    "genre-nb train: fit the transfer model on labelled folders, print its estimated accuracy, write the model."
     folds, repeats = check_int("--folds", args.folds, 2), check_int("--repeats", args.repeats, 1)
-    seed, jobs = check_int("--seed", args.seed, 0), check_int("--jobs", args.jobs, 1)
-    out = Path(args.out)
-    if out.exists() and not (out.is_dir() and ((out / "model.json").exists() or not any(out.iterdir()))):
-        raise ParameterError(f"--out {out} exists and is not a model folder: choose a new folder")
-    tracks = I.labelled_tracks(args.data_dir)
+    seed, jobs = check_int("--seed", args.seed, 0), check_jobs("--jobs", args.jobs)
+    out = I.check_model_out(args.out, args.force)
+    _check_cache(args.cache_dir)
+    folders = _train_folders(args)
+    tracks = I.labelled_tracks(folders)
     counts = tracks.label.value_counts().sort_index()
-    print(f"{len(tracks)} files, {tracks.label.nunique()} labels: "
+    print(f"{len(tracks)} files, {tracks.label.nunique()} labels"
+          + (f", {len(folders)} sources ({', '.join(tracks.source.unique())})" if len(folders) > 1 else "") + ": "
           + ", ".join(f"{lab} {n}" for lab, n in counts.items()))
     rep = I.train(tracks, args.embedding, folds, repeats, seed, args.name, cache_dir=args.cache_dir, jobs=jobs)
-    I.save_training(rep, out)
+    I.save_training(rep, out, args.force)
     print(rep.report.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
-    print(f"cross-validated accuracy: {I.accuracy_text(rep.model)}\n"
+    if len(rep.sources):
+        print("leave one source out:\n" + rep.sources.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    print(f"estimated accuracy: {I.accuracy_text(rep.model)}\n"
+          f"answers below {rep.model.meta['uncertain_below']:.2f} are marked uncertain (calibrated probabilities)\n"
           f"wrote {out} (use it: genre-nb predict --model {out} FILE)")
     if args.set_default: print(f"default model is now {I.set_default_model(out)}")
     return 0
@@ -320,22 +399,57 @@ def _train(args: argparse.Namespace) -> int:
 # %% ../nbs/10_cli.ipynb #aec0d420
 def _add_train(sub) -> None:
     p = _command(sub, "train", _train,
-                 "train the transfer model (musicnn + logistic regression) on your own labelled folder",
-                 "Train on DATA_DIR/<label>/<audio files>: labels are the folder names. Reports the nested, "
-                 "artist-grouped cross-validated accuracy and writes a model folder (plain data).")
-    p.add_argument("data_dir",
-                   help="a folder with one subfolder per label (GTZAN's genres_original/ or genres/ work too)")
-    p.add_argument("--out", default="my_model", help="the model folder to write (default: my_model)")
+                 "train the transfer model (musicnn + VGG embeddings, logistic regression) on your labelled folders",
+                 "Train on DATA_DIR/<label>/<audio files> (several folders: labels merged by name, each folder a "
+                 "source): labels are the folder names. Estimates the accuracy with artists and sources kept apart "
+                 "(grouped cross-validation, leave one source out), calibrates the probabilities, and writes a model "
+                 "folder (plain data).")
+    p.add_argument("data_dirs", nargs="*", metavar="DATA_DIR",
+                   help="folders with one subfolder per label (GTZAN's genres_original/ or genres/ work too)")
+    p.add_argument("--list", default=None, metavar="FILE",
+                   help="a text file naming more labelled folders, one per line (relative to the file)")
+    p.add_argument("--out", default="my_model",
+                   help="the model folder to write: new, empty, or a model folder to replace with --force "
+                        "(default: my_model)")
+    p.add_argument("--force", action="store_true",
+                   help="replace --out if it is a model folder (a folder holding anything else is never replaced)")
     p.add_argument("--embedding", default="musicnn", choices=("musicnn", "vggish"),
                    help="pretrained clip embedding (default musicnn)")
     p.add_argument("--folds", type=int, default=5, help="cross-validation folds (default 5)")
-    p.add_argument("--repeats", type=int, default=2, help="repetitions with reshuffled folds (default 2)")
+    p.add_argument("--repeats", type=int, default=3, help="repetitions with reshuffled folds (default 3)")
     p.add_argument("--seed", type=int, default=42, help="seed of the folds (default 42)")
-    p.add_argument("--name", default=None, help="how the model names its training data (default: the folder's name)")
-    p.add_argument("--jobs", type=int, default=1, help="parallel workers for the embeddings (default 1)")
+    p.add_argument("--name", default=None, help="how the model names its training data (default: its folders' names)")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="parallel workers for the audit and the embeddings (default 1; at most the cores)")
     p.add_argument("--cache-dir", default=None, help="feature cache (default: $GENRE_NB_CACHE or ~/.cache/genre_nb)")
     p.add_argument("--set-default", action="store_true",
                    help="make this model the one `genre-nb predict` uses by default")
+
+# %% ../nbs/10_cli.ipynb #fda5d70b
+def _default_model(args: argparse.Namespace) -> int:
+    "genre-nb default-model: show the model predict uses when none is named; set it (DIR) or reset it (--reset)."
+    if args.reset and args.model_dir: raise ParameterError("give a model folder or --reset, not both")
+    if args.reset:
+        I.set_default_model(None)
+        print(f"default model: the shipped one ({I.shipped_model_path()}); {I.default_model_file()} removed")
+    elif args.model_dir:
+        print(f"default model is now {I.set_default_model(args.model_dir)} (recorded in {I.default_model_file()})")
+    else:
+        path, why = I.default_model_path()
+        print(f"default model: {path} ({why})")
+    if os.environ.get("GENRE_NB_MODEL"): print("note: $GENRE_NB_MODEL is set, and answers before any default")
+    return 0
+
+# %% ../nbs/10_cli.ipynb #be50947b
+def _add_default_model(sub) -> None:
+    p = _command(sub, "default-model", _default_model,
+                 "show, set or reset the model `predict` uses when none is named",
+                 "Without arguments: print the model `genre-nb predict` uses when none is named, and why. With "
+                 "MODEL_DIR: make that (checked) model the default. With --reset: go back to the model shipped with "
+                 "genre_nb. The default is recorded in $GENRE_NB_CONFIG/default_model (default "
+                 "~/.config/genre_nb/default_model); $GENRE_NB_MODEL, when set, answers before it.")
+    p.add_argument("model_dir", nargs="?", default=None, help="a model folder to make the default")
+    p.add_argument("--reset", action="store_true", help="forget the default: the shipped model answers again")
 
 # %% ../nbs/10_cli.ipynb #716322ea
 def _convert(args: argparse.Namespace) -> int:
@@ -373,8 +487,8 @@ def _add_download(sub) -> None:
     p.add_argument("--md5", default=None, help="advanced: the archive's md5 (default: the one mirdata records)")
 
 # %% ../nbs/10_cli.ipynb #cf7e10f8
-_COMMANDS = [_add_audit, _add_extract, _add_bench, _add_reproduce, _add_download, _add_train, _add_predict,
-             _add_convert, _add_readme]
+_COMMANDS = [_add_audit, _add_extract, _add_bench, _add_reproduce, _add_download, _add_train, _add_default_model,
+             _add_predict, _add_convert, _add_readme]
 
 def parser() -> argparse.ArgumentParser:
     "The `genre-nb` argument parser."

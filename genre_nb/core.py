@@ -15,10 +15,10 @@ import pandas as pd
 
 # %% auto #0
 __all__ = ['GENRES', 'SPLITS', 'get_logger', 'GenreNBError', 'ParameterError', 'DataError', 'check_choice', 'check_int',
-           'check_float', 'check_out_folder', 'check_out_file', 'in_test', 'quick_caps', 'check_data_params',
-           'project_root', 'Config', 'real_data', 'seed_everything', 'atomic_write', 'write_text', 'atomic_folder',
-           'display_path', 'package_version', 'provenance', 'provenance_line', 'save_report', 'read_report_csv',
-           'read_provenance', 'append_results', 'read_results', 'librosa_ready']
+           'check_jobs', 'check_float', 'check_out_folder', 'check_out_file', 'in_test', 'quick_caps',
+           'check_data_params', 'project_root', 'Config', 'real_data', 'seed_everything', 'atomic_write', 'write_text',
+           'atomic_folder', 'display_path', 'package_version', 'provenance', 'provenance_line', 'save_report',
+           'read_report_csv', 'read_provenance', 'append_results', 'read_results', 'librosa_ready']
 
 # %% ../nbs/00_core.ipynb #02a9e0da
 GENRES: tuple[str, ...] = ("blues", "classical", "country", "disco", "hiphop",
@@ -81,6 +81,17 @@ def check_int(name: str,                 # the parameter's name
     if min_value is not None and v < min_value:
         raise ParameterError(f"{name} must be >= {min_value}, got {v}")
     return v
+
+# %% ../nbs/00_core.ipynb #bae2bf91
+def check_jobs(name: str,   # the option's name, e.g. "--jobs"
+               value: Any,  # the workers asked for (an int, or a string of one)
+              ) -> int:     # at least 1, at most this machine's cores
+    "A checked worker count: `ParameterError` below 1; more than the machine's cores is capped (one log line)."
+    n = check_int(name, value, 1)
+    try: cores = len(os.sched_getaffinity(0))     # the cores this process may run on (taskset, a container)
+    except AttributeError: cores = os.cpu_count() or 1
+    if n > cores: get_logger().info(f"{name} {n} -> {cores}: this machine has {cores} cores")
+    return min(n, cores)
 
 # %% ../nbs/00_core.ipynb #c496d9f6
 def check_float(name: str, value: Any, min_value: float | None = None, max_value: float | None = None,
@@ -257,29 +268,45 @@ def write_text(path: Path | str, text: str) -> Path:
     with atomic_write(path) as f: f.write(text)
     return Path(path)
 
+# %% ../nbs/00_core.ipynb #f219a3de
+@contextmanager
+def _locked(folder: Path) -> Iterator[None]:
+    "Hold an exclusive `flock` on `folder` itself for the enclosed block (no lock file is left beside the results)."
+    import fcntl
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)   # closing the descriptor releases the lock
+
 # %% ../nbs/00_core.ipynb #2040f068
 @contextmanager
 def atomic_folder(path: Path | str,          # the folder to (re)write
                   keep: tuple[str, ...] = (), # subfolders of an existing `path` carried over into the new one
+                  check=None,                 # check(path), called under the lock just before the swap; raise to refuse
                  ) -> Iterator[Path]:         # the temporary folder to fill
     "Fill a temporary folder beside `path`; on success it replaces `path`, on error it is deleted (`path` untouched)."
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp, old = path.parent / f".{path.name}.tmp", path.parent / f".{path.name}.old"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
+    tmp, old = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp.", dir=path.parent)), None
     try:
         yield tmp
-        if path.exists():
-            for k in keep:
-                if (path / k).is_dir(): shutil.move(str(path / k), str(tmp / k))
-            shutil.rmtree(old, ignore_errors=True)
-            path.rename(old)
-        tmp.rename(path)
-        shutil.rmtree(old, ignore_errors=True)
+        with _locked(path.parent):
+            if check is not None: check(path)
+            if path.exists():
+                for k in keep:
+                    if (path / k).is_dir(): shutil.move(str(path / k), str(tmp / k))
+                old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old.", dir=path.parent))
+                path.rename(old / path.name)
+            tmp.rename(path)
     except BaseException:
+        if old is not None and not path.exists(): (old / path.name).rename(path)   # never leave `path` missing
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    finally:
+        if old is not None: shutil.rmtree(old, ignore_errors=True)
 
 # %% ../nbs/00_core.ipynb #08a815c4
 def display_path(p: Path | str,  # a file or folder (it need not exist: templates such as `<genre>/x.wav` are fine)
@@ -384,19 +411,6 @@ def read_provenance(path: Path | str) -> dict:
         k, _, v = line[2:].partition(": ")
         out[k] = json.loads(v) if v.startswith("{") else v
     return out
-
-# %% ../nbs/00_core.ipynb #f219a3de
-@contextmanager
-def _locked(folder: Path) -> Iterator[None]:
-    "Hold an exclusive `flock` on `folder` itself for the enclosed block (no lock file is left beside the results)."
-    import fcntl
-    folder.mkdir(parents=True, exist_ok=True)
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)   # closing the descriptor releases the lock
 
 # %% ../nbs/00_core.ipynb #24c85f96
 def append_results(rows: pd.DataFrame | dict | list[dict],  # one row per model run

@@ -4,8 +4,8 @@
 
 # %% ../nbs/01_data_audit.ipynb #09f27a6c
 from __future__ import annotations
-import hashlib, json, re
-from dataclasses import dataclass
+import errno, hashlib, json, os, re, stat
+from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
 from typing import Sequence
@@ -13,6 +13,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 import soundfile as sf
+from fastcore.basics import patch
 
 from .core import (GENRES, SPLITS, Config, DataError, GenreNBError, ParameterError, atomic_write,
                            check_choice, get_logger)
@@ -20,21 +21,27 @@ from .core import (GENRES, SPLITS, Config, DataError, GenreNBError, ParameterErr
 log = get_logger("genre_nb.data")
 
 # %% auto #0
-__all__ = ['log', 'AUDIO_EXTS', 'GENRE_STYLES', 'SYNTH_VERSION', 'AUDIT_COLUMNS', 'MIN_PER_GENRE', 'GTZAN_MINI', 'AudioError',
-           'audio_format', 'to_mono', 'open_audio', 'read_audio', 'resample', 'load_audio', 'sturm_index',
-           'find_tracks', 'name_collisions', 'render_track', 'synthetic_styles', 'make_synthetic', 'audio_hash',
-           'truncation', 'audit_track', 'audit', 'genre_summary', 'duplicates', 'SplitError', 'filtered_lists',
-           'paper_split', 'filtered_split', 'make_split', 'usable_tracks', 'Dataset', 'fingerprint', 'dataset_name',
-           'synthetic_dir', 'open_dataset', 'prepare', 'audit_figure', 'simple_stats', 'calibrate']
+__all__ = ['log', 'AUDIO_EXTS', 'OTHER_AUDIO_EXTS', 'SR_RANGE', 'HEARD_SR', 'AUDIBLE_DBFS', 'MIN_AUDIBLE_S', 'GENRE_STYLES',
+           'SYNTH_VERSION', 'AUDIT_COLUMNS', 'MIN_PER_GENRE', 'GTZAN_MINI', 'AudioError', 'audio_format', 'to_mono',
+           'check_rate', 'open_audio', 'read_audio', 'resample', 'load_audio', 'Loudness', 'audio_problem',
+           'sturm_index', 'audio_files', 'skipped_line', 'find_tracks', 'name_collisions', 'render_track',
+           'synthetic_styles', 'make_synthetic', 'audio_hash', 'truncation', 'audit_track', 'audit', 'label_order',
+           'genre_summary', 'duplicates', 'SplitError', 'filtered_lists', 'paper_split', 'filtered_split', 'make_split',
+           'usable_tracks', 'Dataset', 'fingerprint', 'dataset_name', 'synthetic_dir', 'open_dataset', 'prepare',
+           'audit_figure', 'simple_stats', 'calibrate']
 
 # %% ../nbs/01_data_audit.ipynb #be41a6aa
 class AudioError(GenreNBError):
     "A file that cannot be used as audio (unreadable, empty, not audio); the message is the reason."
 
 # %% ../nbs/01_data_audit.ipynb #62d829bb
-AUDIO_EXTS = (".wav", ".au", ".mp3", ".flac", ".ogg", ".aiff", ".aif", ".snd")
+AUDIO_EXTS = (".wav", ".au", ".mp3", ".flac", ".ogg", ".opus", ".aiff", ".aif", ".snd")
+# audio that soundfile cannot decode: such a file is an input that fails with a hint, never skipped
+OTHER_AUDIO_EXTS = (".m4a", ".m4b", ".aac", ".mp4", ".wma", ".webm", ".mka", ".ape", ".wv")
 _MAGIC = ((b"fLaC", "FLAC"), (b"OggS", "OGG"), (b".snd", "AU"), (b"dns.", "AU"), (b"ID3", "MP3"), (b"caff", "CAF"),
           (b"riff", "W64"), (b"NIST_1A", "NIST"))
+_UNSUPPORTED = ((4, b"ftyp", "MP4/M4A (AAC or ALAC)"), (0, b"\x30\x26\xb2\x75", "WMA"),
+                (0, b"\x1a\x45\xdf\xa3", "Matroska/WebM"), (0, b"MAC ", "Monkey's Audio"), (0, b"wvpk", "WavPack"))
 
 # %% ../nbs/01_data_audit.ipynb #2ddc2d04
 def _mpeg_frame(h: bytes) -> bool:
@@ -50,6 +57,16 @@ def audio_format(path: Path | str) -> str | None:
     if h[:4] == b"FORM": return "AIFF" if h[8:12] in (b"AIFF", b"AIFC") else None
     return next((name for magic, name in _MAGIC if h.startswith(magic)), "MP3" if _mpeg_frame(h) else None)
 
+# %% ../nbs/01_data_audit.ipynb #c76e420f
+def _unknown_format(path: Path) -> str:
+    "Why a file whose first bytes announce no format soundfile reads is refused; audio it cannot decode is named."
+    with open(path, "rb") as f: h = f.read(12)
+    kind = next((name for at, magic, name in _UNSUPPORTED if h[at:at + len(magic)] == magic), None)
+    if kind is None and len(h) > 1 and h[0] == 0xFF and h[1] & 0xF6 == 0xF0: kind = "AAC (ADTS)"
+    if kind: return (f"{kind} audio, which soundfile cannot decode: convert it to FLAC or WAV "
+                     f"(e.g. ffmpeg -i '{path.name}' '{path.stem}.flac')")
+    return "not audio (cannot decode: no WAV, AU, FLAC, OGG, MP3, AIFF or CAF header)"
+
 # %% ../nbs/01_data_audit.ipynb #02a98a6b
 def _decode_error(e: Exception, fmt: str) -> str:
     "libsndfile's message, without the path it repeats; its MP3 failure ('...possibly a pipe?') said plainly."
@@ -63,17 +80,49 @@ def to_mono(frames: np.ndarray,  # (n_frames, n_channels), as soundfile reads wi
     "Mix decoded frames down to mono: the one mixdown of every loader (the audit, features, predict)."
     return frames.mean(axis=1) if frames.shape[1] > 1 else frames[:, 0]
 
+# %% ../nbs/01_data_audit.ipynb #13842d9c
+def _not_a_file(path: Path) -> str | None:
+    "Why `path` is no regular file to read (missing, a folder, a FIFO, a device, a broken or looping link), or None."
+    try: st = path.stat()
+    except OSError as e:
+        if e.errno == errno.ELOOP: return f"{path} is a symbolic link that loops (it leads back to itself)"
+        if path.is_symlink(): return f"{path} is a broken symbolic link (to {os.readlink(path)}, which does not exist)"
+        if e.errno == errno.EACCES: return f"cannot read {path}: permission denied"
+        return f"no such file: {path}"
+    if stat.S_ISREG(st.st_mode): return None
+    if stat.S_ISDIR(st.st_mode): return f"{path} is a folder, not an audio file"
+    kind = ("a named pipe (FIFO)" if stat.S_ISFIFO(st.st_mode) else
+            "a socket" if stat.S_ISSOCK(st.st_mode) else "a device")
+    return f"{path} is {kind}, not an audio file: save the audio to a file first"
+
+# %% ../nbs/01_data_audit.ipynb #f2aa1c3c
+SR_RANGE = (8000, 384000)   # Hz: the sample rates of real recordings, telephone speech to the highest studio rate
+
+# %% ../nbs/01_data_audit.ipynb #c2ce2081
+def check_rate(sr: float,  # a sample rate, as a file or a caller declares it
+              ) -> int:    # `sr`, when audio at that rate is usable
+    "`sr` as an int, or `AudioError` if it is outside `SR_RANGE`."
+    lo, hi = SR_RANGE
+    if not lo <= sr <= hi: raise AudioError(f"sample rate {sr:g} Hz is outside {lo}-{hi} Hz: not a usable recording")
+    return int(sr)
+
 # %% ../nbs/01_data_audit.ipynb #990cb58e
 def open_audio(path: Path | str) -> tuple[sf.SoundFile, str]:
-    "Check `path` (a file, not empty, a known container), open its decoder: (SoundFile, format). Raises `AudioError`."
+    "Check `path` (a regular file, not empty, a known container, a usable rate), open its decoder: (SoundFile, format)."
     path = Path(path)
-    if path.is_dir(): raise AudioError(f"{path} is a folder, not an audio file")
-    if not path.is_file(): raise AudioError(f"no such file: {path}")
-    if path.stat().st_size == 0: raise AudioError("empty file (0 bytes)")
-    if (fmt := audio_format(path)) is None:
-        raise AudioError("not audio (cannot decode: no WAV, AU, FLAC, OGG, MP3, AIFF or CAF header)")
-    try: return sf.SoundFile(path), fmt
+    if (why := _not_a_file(path)): raise AudioError(why)
+    try:
+        if path.stat().st_size == 0: raise AudioError("empty file (0 bytes)")
+        fmt = audio_format(path)
+        if fmt is None: raise AudioError(_unknown_format(path))
+    except OSError as e: raise AudioError(f"cannot read: {e.strerror or e}") from None
+    try: f = sf.SoundFile(path)
     except Exception as e: raise AudioError(f"cannot decode: {_decode_error(e, fmt)}") from None
+    try: check_rate(f.samplerate)
+    except AudioError:
+        f.close()
+        raise
+    return f, fmt
 
 # %% ../nbs/01_data_audit.ipynb #affe54ac
 def read_audio(path: Path | str) -> tuple[np.ndarray, int]:
@@ -105,6 +154,50 @@ def load_audio(path: Path | str,  # an audio file soundfile can read
     y, native = read_audio(path)
     return resample(y, native, sr)
 
+# %% ../nbs/01_data_audit.ipynb #73edc6ac
+HEARD_SR = 22050         # levels are measured where every model listens: mono at 22050 Hz
+AUDIBLE_DBFS = -60.0     # a 0.1 s frame holds sound when its RMS reaches this level
+MIN_AUDIBLE_S = 1.0      # usable audio holds this much sound (or half its length, if that is shorter)
+_FRAME = HEARD_SR // 10  # 0.1 s
+
+# %% ../nbs/01_data_audit.ipynb #c1f699fd
+@dataclass
+class Loudness:
+    "What decides whether audio is usable, gathered block by block at `HEARD_SR` (memory: under one 0.1 s frame)."
+    samples: int = 0    # samples seen
+    audible: int = 0    # whole 0.1 s frames whose RMS reaches `AUDIBLE_DBFS`
+    nonfinite: int = 0  # NaN or infinite samples
+    rest: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))  # a frame's start, for the next block
+
+# %% ../nbs/01_data_audit.ipynb #bb0739e1
+@patch
+def add(self: Loudness, y: np.ndarray,  # the next mono block at `HEARD_SR`
+       ) -> Loudness:                   # itself
+    "Count the samples, non-finite samples and audible frames of `y`, continuing the frame the last block began."
+    y = np.asarray(y, np.float32).ravel()
+    ok = np.isfinite(y)
+    self.samples, self.nonfinite = self.samples + len(y), self.nonfinite + int(len(y) - ok.sum())
+    buf = np.concatenate([self.rest, np.where(ok, y, 0)])
+    n = len(buf) // _FRAME * _FRAME
+    power = (buf[:n].astype(np.float64).reshape(-1, _FRAME) ** 2).mean(1)
+    self.audible += int((power >= 10 ** (AUDIBLE_DBFS / 10)).sum())
+    self.rest = buf[n:]
+    return self
+
+# %% ../nbs/01_data_audit.ipynb #73f4b2b9
+def audio_problem(loud: Loudness,            # the audio's `Loudness`
+                  min_duration: float = 3.0, # shorter audio is not usable
+                 ) -> str | None:            # why the audio is not usable, or None
+    "The one rule of usable audio (audit, train and predict all ask it): finite samples, long enough, sound in it."
+    dur, heard = loud.samples / HEARD_SR, loud.audible * _FRAME / HEARD_SR
+    if loud.samples == 0: return "no audio samples"
+    if loud.nonfinite: return f"invalid audio: {loud.nonfinite} non-finite samples (NaN or infinity)"
+    if dur < min_duration: return f"too short ({dur:.2f} s < {min_duration:g} s)"
+    need = min(MIN_AUDIBLE_S, dur / 2)
+    if heard >= need: return None
+    if heard == 0: return f"silent (no sound above {AUDIBLE_DBFS:g} dBFS)"
+    return f"silent (only {heard:.1f} s of {dur:.1f} s above {AUDIBLE_DBFS:g} dBFS; {need:g} s needed)"
+
 # %% ../nbs/01_data_audit.ipynb #b74ef113
 def _asset(name: str) -> Path: return Path(str(files("genre_nb") / "assets" / name))
 
@@ -118,30 +211,66 @@ def sturm_index() -> pd.DataFrame:
         rows.append((Path(f).stem, artist or np.nan, title or np.nan))
     return pd.DataFrame(rows, columns=["track_id", "artist", "title"])
 
+# %% ../nbs/01_data_audit.ipynb #96d1b3d1
+def _looks_like_audio(p: Path) -> bool:
+    "Whether a folder entry is an input: named as audio, an extensionless audio file, or not a plain file (it fails)."
+    if p.suffix.lower() in AUDIO_EXTS + OTHER_AUDIO_EXTS or _not_a_file(p): return True
+    if p.suffix: return False
+    try: return audio_format(p) is not None
+    except OSError: return True                          # unreadable: `open_audio` says why
+
+# %% ../nbs/01_data_audit.ipynb #15b382f5
+def audio_files(folder: Path | str,  # searched below it; hidden entries are ignored, links to folders not followed
+               ) -> tuple[list[Path], list[Path]]: # (entries to read as audio, entries skipped), each sorted
+    "The entries under `folder` to read as audio (`_looks_like_audio`), and the ones skipped."
+    take, skip = [], []
+    for root, dirs, names in os.walk(folder):
+        here = Path(root)
+        skip += [here / d for d in dirs if not d.startswith(".") and (here / d).is_symlink()]
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and not (here / d).is_symlink())
+        for p in (here / name for name in names if not name.startswith(".")):
+            (take if _looks_like_audio(p) else skip).append(p)
+    return sorted(take), sorted(skip)
+
+# %% ../nbs/01_data_audit.ipynb #9d08ee4d
+def skipped_line(folder: Path | str,  # the folder searched
+                 skipped: list[Path], # what `audio_files` skipped
+                ) -> str:             # one line, by kind: `.jpg 2, link to a folder (not followed) 1`
+    "What `audio_files` skipped under `folder`, in one line."
+    kinds = pd.Series(["link to a folder (not followed)" if p.is_symlink() and p.is_dir()
+                       else p.suffix.lower() or "no extension" for p in skipped]).value_counts().sort_index()
+    what = ", ".join(f"{k} {n}" for k, n in kinds.sort_values(ascending=False, kind="stable").items())
+    return f"{folder}: skipped {len(skipped)} entries that are not audio ({what})"
+
+# %% ../nbs/01_data_audit.ipynb #0c088b22
+_LAYOUTS = ("genres_original/<genre>/*.wav (Kaggle), genres/<genre>/*.au (Marsyas) or one subfolder per label (genre) "
+            "holding audio files")
+
 # %% ../nbs/01_data_audit.ipynb #10bcd237
 def _genre_root(data_dir: Path) -> tuple[Path, str]:
-    "The folder holding one subfolder per genre, and the name of the layout."
+    "The folder holding one subfolder per genre (or label), and the name of the layout."
     for sub, layout in (("genres_original", "kaggle"), ("Data/genres_original", "kaggle"), ("genres", "marsyas")):
         if (data_dir / sub).is_dir(): return data_dir / sub, layout
     if any((data_dir / g).is_dir() for g in GENRES): return data_dir, "genre folders"
-    raise DataError(f"no GTZAN layout in {data_dir}: expected genres_original/<genre>/<genre>.000NN.wav (Kaggle), "
-                    f"genres/<genre>/<genre>.000NN.au (Marsyas) or subfolders named after the genres "
-                    f"({', '.join(GENRES)})")
+    if any(d.is_dir() and not d.name.startswith(".") for d in data_dir.iterdir()): return data_dir, "label folders"
+    raise DataError(f"no GTZAN layout and no label folders in {data_dir}: expected {_LAYOUTS}")
 
 # %% ../nbs/01_data_audit.ipynb #bdd8fd33
-def find_tracks(data_dir: Path | str,  # a GTZAN copy, or a folder with one subfolder per genre
+def find_tracks(data_dir: Path | str,  # a GTZAN copy, or a folder with one subfolder per genre (or label)
                ) -> pd.DataFrame:      # track_id (unique), genre, path, artist, title (one row per file)
     "Find every audio file of a GTZAN-like folder. Raises `DataError` for a missing folder or an unknown layout."
     data_dir = Path(data_dir).expanduser()
     if not data_dir.is_dir(): raise DataError(f"data folder not found: {data_dir}")
     root, layout = _genre_root(data_dir.resolve())
-    files = [(g, p) for g in GENRES if (root / g).is_dir()
-             for p in sorted((root / g).iterdir()) if p.is_file() and p.suffix.lower() in AUDIO_EXTS]
-    if not files: raise DataError(f"no audio files ({', '.join(AUDIO_EXTS)}) under {root}/<genre>/")
+    found = [(d.name, *audio_files(d)) for d in sorted(root.iterdir()) if d.is_dir() and not d.name.startswith(".")]
+    files, skipped = [(g, p) for g, take, _ in found for p in take], [p for *_, skip in found for p in skip]
+    if skipped: log.info(skipped_line(root, skipped))
+    if not files:
+        raise DataError(f"no audio files ({', '.join(AUDIO_EXTS)}) in the label folders of {root}: expected {_LAYOUTS}")
     stems = pd.Series([p.stem for _, p in files]).value_counts()
     # a track's id is its file stem (GTZAN's `blues.00003`) when no other file of the folder has it, else <genre>/<file>
-    tracks = pd.DataFrame([(p.stem if stems[p.stem] == 1 else f"{g}/{p.name}", g, str(p)) for g, p in files],
-                          columns=["track_id", "genre", "path"])
+    tracks = pd.DataFrame([(p.stem if stems[p.stem] == 1 else f"{g}/{p.relative_to(root / g).as_posix()}", g, str(p))
+                           for g, p in files], columns=["track_id", "genre", "path"])
     tracks = tracks.merge(sturm_index(), on="track_id", how="left")
     tracks.attrs["layout"] = layout
     return tracks
@@ -325,7 +454,7 @@ def make_synthetic(root: Path | str,             # folder to write into (Kaggle 
 # %% ../nbs/01_data_audit.ipynb #5e0e929d
 def audio_hash(y: np.ndarray) -> str:
     "Content hash of a waveform in [-1, 1] (16-bit quantised, so robust to container and format)."
-    q = np.clip(np.round(np.asarray(y, np.float64) * 32767), -32768, 32767).astype("<i2")
+    q = np.clip(np.round(np.nan_to_num(np.asarray(y, np.float64)) * 32767), -32768, 32767).astype("<i2")
     return hashlib.sha1(q.tobytes()).hexdigest()[:16]
 
 # %% ../nbs/01_data_audit.ipynb #53055008
@@ -352,7 +481,6 @@ def truncation(path: Path | str) -> str | None:
 # %% ../nbs/01_data_audit.ipynb #64e491c5
 def audit_track(path: Path | str,         # the audio file
                 min_duration: float = 3.0, # shorter tracks are excluded
-                silence_rms: float = 1e-4, # RMS below this is "silent"
                ) -> dict:
     "One row of the audit: duration, rate, amplitudes, content hash and `status` (`ok` or the reason)."
     row = dict(duration_s=np.nan, sample_rate=np.nan, mean_amplitude=np.nan, rms_amplitude=np.nan,
@@ -363,9 +491,7 @@ def audit_track(path: Path | str,         # the audio file
     rms = float(np.sqrt(np.mean(y.astype(np.float64) ** 2)))
     row.update(duration_s=round(len(y) / sr, 6), sample_rate=sr, mean_amplitude=float(a.mean()), rms_amplitude=rms,
                max_amplitude=float(a.max()), content_hash=audio_hash(y))
-    if (why := truncation(path)): row["status"] = why
-    elif rms < silence_rms: row["status"] = "silent"
-    elif len(y) / sr < min_duration: row["status"] = f"too short ({len(y) / sr:.2f} s < {min_duration:g} s)"
+    row["status"] = truncation(path) or audio_problem(Loudness().add(resample(y, sr, HEARD_SR)), min_duration) or "ok"
     return row
 
 # %% ../nbs/01_data_audit.ipynb #eff5b997
@@ -384,10 +510,15 @@ def audit(tracks: pd.DataFrame,     # from `find_tracks`
     out = pd.concat([tracks.reset_index(drop=True), pd.DataFrame(rows)], axis=1)
     out.insert(3, "filename", [Path(p).name for p in out.path])
     out["sample_rate"] = out.sample_rate.astype("Int64")
-    for _, r in out[out.status != "ok"].iterrows(): log.warning(f"{r.filename}: {r.status}; excluded")
-    for stem, g in name_collisions(out).groupby("stem", sort=False):
-        log.warning(f"{len(g)} files are named {stem!r} ({', '.join(g.track_id)}): told apart by genre folder")
+    for r in out[out.status != "ok"].itertuples():
+        log.warning(f"{Path(r.path).parent.name}/{r.filename}: {r.status}; excluded")
     return out
+
+# %% ../nbs/01_data_audit.ipynb #aac3a182
+def label_order(labels) -> list[str]:
+    "Labels in reading order: GTZAN's genres in GTZAN's order, then any others alphabetically."
+    s = set(labels)
+    return [g for g in GENRES if g in s] + sorted(s - set(GENRES))
 
 # %% ../nbs/01_data_audit.ipynb #3792cb24
 def genre_summary(aud: pd.DataFrame) -> pd.DataFrame:
@@ -397,7 +528,7 @@ def genre_summary(aud: pd.DataFrame) -> pd.DataFrame:
     s["excluded"] = s.tracks - s.ok
     s["mean_duration_s"] = ok.groupby("genre").duration_s.mean().round(3)
     s["mean_rms"] = ok.groupby("genre").rms_amplitude.mean().round(4)
-    return s.reindex([g for g in GENRES if g in s.index]).rename_axis("genre").reset_index()
+    return s.reindex(label_order(s.index)).rename_axis("genre").reset_index()
 
 # %% ../nbs/01_data_audit.ipynb #1ec66175
 def duplicates(aud: pd.DataFrame) -> pd.DataFrame:
@@ -497,8 +628,12 @@ GTZAN_MINI: frozenset[str] = frozenset([f"{g}.{i:05d}" for g in GENRES if g != "
 
 # %% ../nbs/01_data_audit.ipynb #889c3d59
 def dataset_name(tracks: pd.DataFrame) -> str:
-    "`gtzan_mini` when `tracks` are exactly GTZAN-mini's 100 excerpts, else `gtzan`."
-    return "gtzan_mini" if set(tracks.track_id) == GTZAN_MINI else "gtzan"
+    "`gtzan_mini` for exactly GTZAN-mini's 100 excerpts, `gtzan` for other GTZAN excerpts, else `own`."
+    ids = tracks.track_id.astype(str)
+    genre = tracks.genre.astype(str) if "genre" in tracks else ids.str.split(".").str[0]
+    gtzan = ids.str.fullmatch(r"[a-z]+\.\d{5}") & (ids.str.split(".").str[0] == genre) & genre.isin(GENRES)
+    if len(ids) == 0 or not gtzan.all(): return "own"
+    return "gtzan_mini" if set(ids) == GTZAN_MINI else "gtzan"
 
 # %% ../nbs/01_data_audit.ipynb #2e484e8e
 def synthetic_dir(cache_dir: Path, tracks_per_genre: int, duration: float, seed: int, sr: int = 22050) -> Path:
@@ -534,7 +669,7 @@ def _write_audit_cache(aud: pd.DataFrame, path: Path) -> None:
     num = lambda o: int(o) if isinstance(o, np.integer) else float(o) if isinstance(o, np.floating) else str(o)
     rows = aud.astype(object).where(aud.notna(), None).values.tolist()
     with atomic_write(path) as f:
-        json.dump({"format": "genre_nb audit", "version": 1, "columns": list(aud.columns),
+        json.dump({"format": "genre_nb audit", "version": 2, "columns": list(aud.columns),
                    "dtypes": {c: str(t) for c, t in aud.dtypes.items()}, "rows": rows}, f, default=num, allow_nan=False)
 
 # %% ../nbs/01_data_audit.ipynb #9c6ef706
@@ -542,7 +677,7 @@ def _read_audit_cache(path: Path) -> pd.DataFrame | None:
     "The audit table `_write_audit_cache` wrote, or None when the file is missing, damaged or not one."
     try:
         d = json.loads(path.read_text())
-        if d.get("format") != "genre_nb audit" or d.get("version") != 1: return None
+        if d.get("format") != "genre_nb audit" or d.get("version") != 2: return None
         if not set(d["dtypes"].values()) <= _CACHE_DTYPES: return None
         return pd.DataFrame(d["rows"], columns=d["columns"]).astype(d["dtypes"])
     except Exception: return None
@@ -562,6 +697,8 @@ def prepare(ds: Dataset,                # from `open_dataset`
     aud = _read_audit_cache(cache)
     if aud is None or list(aud.path) != list(ds.tracks.path) or list(aud.track_id) != list(ds.tracks.track_id):
         aud = audit(ds.tracks, min_duration, jobs=jobs)
+        for stem, g in name_collisions(aud).groupby("stem", sort=False):
+            log.warning(f"{len(g)} files are named {stem!r} ({', '.join(g.track_id)}): told apart by genre folder")
         _write_audit_cache(aud, cache)
     aud = aud.copy()
     if split is not None: aud["split"] = make_split(aud, split, seed).values
@@ -575,7 +712,7 @@ def audit_figure(aud: pd.DataFrame,  # the audit table
     "Per-genre distributions of duration, RMS and peak amplitude of the usable tracks (boxplots)."
     import matplotlib.pyplot as plt, seaborn as sns
     ok = aud[aud.status == "ok"]
-    order = [g for g in GENRES if g in set(ok.genre)]
+    order = label_order(ok.genre)
     fig, axs = plt.subplots(1, 3, figsize=(15, 4))
     for ax, col in zip(axs, ("duration_s", "rms_amplitude", "max_amplitude")):
         sns.boxplot(data=ok, x="genre", y=col, order=order, ax=ax, color="#8fb3d9")

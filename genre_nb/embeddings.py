@@ -11,18 +11,19 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from .core import GENRES, GenreNBError, check_choice, get_logger
+from .core import GENRES, GenreNBError, ParameterError, check_choice, get_logger
 from .data import resample, to_mono
 
 _log = get_logger("genre_nb.embeddings")
 
 # %% auto #0
-__all__ = ['EMBEDDING_SR', 'VGGISH_URL', 'VGGISH_HOP', 'MUSICNN_MODELS', 'MUSICNN_LAYERS', 'MUSICNN_FRAMES', 'MUSICNN_MELS',
-           'EMBEDDING_VERSION', 'MUSICNN_DEFAULT', 'EMBEDDINGS', 'EMBEDDING_CHOICES', 'to_16k', 'EmbeddingUnavailable',
-           'get_vggish_handle', 'tfhub_cache_dir', 'hub_cache_path', 'vggish_location', 'vggish_available',
-           'load_vggish', 'vggish_embeddings', 'save_vggish_standin', 'musicnn_logmel', 'musicnn_patches',
-           'musicnn_checkpoint', 'musicnn_labels', 'build_musicnn', 'musicnn_outputs', 'musicnn_embeddings',
-           'musicnn_tags', 'vggish_feature', 'musicnn_feature', 'embedding_params', 'resolve_embedding',
+__all__ = ['EMBEDDING_SR', 'VGGISH_URL', 'VGGISH_HOP', 'MUSICNN_MODELS', 'MUSICNN_LAYERS', 'VGG_MODELS', 'VGG_LAYERS', 'NETS',
+           'MUSICNN_FRAMES', 'MUSICNN_MELS', 'EMBEDDING_VERSION', 'MUSICNN_DEFAULT', 'MUSICNN_OPTIONS', 'AUGMENTS',
+           'EMBEDDINGS', 'EMBEDDING_CHOICES', 'to_16k', 'EmbeddingUnavailable', 'get_vggish_handle', 'tfhub_cache_dir',
+           'hub_cache_path', 'vggish_location', 'vggish_available', 'load_vggish', 'vggish_embeddings',
+           'save_vggish_standin', 'net_layers', 'musicnn_logmel', 'musicnn_patches', 'musicnn_checkpoint',
+           'musicnn_labels', 'build_musicnn', 'build_vgg', 'musicnn_outputs', 'musicnn_embeddings', 'musicnn_tags',
+           'vggish_feature', 'augment_audio', 'musicnn_feature', 'embedding_params', 'resolve_embedding',
            'clip_embedding', 'embedding_pca_figure', 'musicnn_top_tags']
 
 # %% ../nbs/02a_embeddings.ipynb #e0966894
@@ -167,7 +168,16 @@ def save_vggish_standin(path: str | Path, # the folder to write the SavedModel t
 # %% ../nbs/02a_embeddings.ipynb #443e9a11
 MUSICNN_MODELS = ("MSD_musicnn", "MTT_musicnn")
 MUSICNN_LAYERS = {"taggram": 50, "penultimate": 200, "mean_pool": 753, "max_pool": 753}  # name -> dimension
+VGG_MODELS = ("MSD_vgg", "MTT_vgg")      # the wheel's VGG-like baselines, on the same input
+VGG_LAYERS = {"taggram": 50, "pool5": 256}  # pool5: the last pooling, flattened (2 x 1 x 128)
+NETS = MUSICNN_MODELS + VGG_MODELS       # every pretrained network the musicnn wheel ships
 MUSICNN_FRAMES, MUSICNN_MELS = 187, 96  # one 3 s patch: 187 frames of 96 mel bands
+
+# %% ../nbs/02a_embeddings.ipynb #d28d4ed7
+def net_layers(model: str, # a name in `NETS`
+              ) -> dict[str, int]: # layer -> dimension, in output order
+    "The outputs of one of the wheel's networks: musicnn's four layers, or VGG's taggram and pool5."
+    return MUSICNN_LAYERS if check_choice("model", model, NETS) in MUSICNN_MODELS else VGG_LAYERS
 
 # %% ../nbs/02a_embeddings.ipynb #9b09e7f5
 def musicnn_logmel(y: np.ndarray, # waveform, (n,) or (channels, n)
@@ -192,10 +202,10 @@ def musicnn_patches(S: np.ndarray, # (n_frames, 96) log-mel
 _MUSICNN_HELP = "musicnn is not installed: pip install --no-deps musicnn==0.1.0 (it ships the pretrained checkpoints)"
 
 # %% ../nbs/02a_embeddings.ipynb #ef368a3d
-def musicnn_checkpoint(model: str = "MSD_musicnn", # "MSD_musicnn" or "MTT_musicnn"
+def musicnn_checkpoint(model: str = "MSD_musicnn", # a name in `NETS`
                       ) -> str:                    # the TF1 checkpoint prefix inside the musicnn package
     "Where `model`'s TF1 checkpoint is; `EmbeddingUnavailable` if musicnn is not installed."
-    check_choice("model", model, MUSICNN_MODELS)
+    check_choice("model", model, NETS)
     spec = importlib.util.find_spec("musicnn")
     if spec is None or not spec.submodule_search_locations: raise EmbeddingUnavailable(_MUSICNN_HELP)
     folder = Path(list(spec.submodule_search_locations)[0]) / model
@@ -284,13 +294,36 @@ def build_musicnn(model: str = "MSD_musicnn", # "MSD_musicnn" or "MTT_musicnn"
     _load_tf1_weights(net, prefix)
     return net
 
+# %% ../nbs/02a_embeddings.ipynb #bfa7d82b
+_VGG_POOLS = (((4, 1), (2, 2)), ((2, 2), (2, 2)), ((2, 2), (2, 2)), ((2, 2), (2, 2)), ((4, 4), (4, 4)))  # size, stride
+
+# %% ../nbs/02a_embeddings.ipynb #fb902a4b
+def build_vgg(model: str = "MTT_vgg", # a name in `VGG_MODELS`
+             ):                       # a Keras 3 model: (b, 187, 96) log-mel -> {"taggram": (b, 50), "pool5": (b, 256)}
+    "musicnn's VGG baseline rebuilt in Keras 3, with the pretrained weights of the wheel's TF1 checkpoint."
+    check_choice("model", model, VGG_MODELS)
+    prefix = musicnn_checkpoint(model)
+    _tf()
+    import keras
+    from keras import layers as L
+    x = keras.Input((MUSICNN_FRAMES, MUSICNN_MELS), name="logmel")
+    h = _bn("batch_normalization")(L.Reshape((MUSICNN_FRAMES, MUSICNN_MELS, 1))(x))
+    for i, (size, stride) in enumerate(_VGG_POOLS):
+        h = L.Conv2D(128, 3, padding="same", activation="relu", name=f"{i + 1}CNN")(h)
+        h = L.MaxPooling2D(size, stride)(_bn(f"batch_normalization_{i + 1}")(h))
+    pool5 = L.Flatten(name="pool5")(h)   # (2, 1, 128) in TF1's (time, frequency, channel) order
+    tags = L.Dense(50, activation="sigmoid", name="dense")(pool5)
+    net = keras.Model(x, {"taggram": tags, "pool5": pool5}, name=model)
+    _load_tf1_weights(net, prefix)
+    return net
+
 # %% ../nbs/02a_embeddings.ipynb #11600ca7
 def _musicnn_predict(model: str) -> Callable:
-    "A compiled forward pass of `build_musicnn(model)`, built once per process."
+    "A compiled forward pass of `build_musicnn(model)` (or `build_vgg`), built once per process."
     key = ("musicnn", model)
     with _LOCK:
         if key not in _MODELS:
-            tf, net = _tf(), build_musicnn(model)
+            tf, net = _tf(), build_vgg(model) if model in VGG_MODELS else build_musicnn(model)
             spec = tf.TensorSpec([None, MUSICNN_FRAMES, MUSICNN_MELS], tf.float32)
             _MODELS[key] = tf.function(lambda x: net(x, training=False), input_signature=[spec])
     return _MODELS[key]
@@ -298,24 +331,24 @@ def _musicnn_predict(model: str) -> Callable:
 # %% ../nbs/02a_embeddings.ipynb #79c0343f
 def musicnn_outputs(y: np.ndarray,               # waveform, (n,) or (channels, n)
                     sr: int,                     # its sample rate
-                    model: str = "MSD_musicnn",  # "MSD_musicnn" or "MTT_musicnn"
+                    model: str = "MSD_musicnn",  # a name in `NETS`
                     batch: int = 32,             # patches per forward pass
                    ) -> dict[str, np.ndarray]:   # layer -> (n_patches, dim) float32
-    "All four musicnn outputs per 3 s patch: taggram (50), penultimate (200), mean_pool and max_pool (753)."
+    "Every output of one of the wheel's networks per 3 s patch (`net_layers(model)`)."
+    layers = net_layers(model)
     predict = _musicnn_predict(model)
     X = musicnn_patches(musicnn_logmel(y, sr))
     outs = [predict(X[i:i + batch]) for i in range(0, len(X), batch)]
-    return {k: np.concatenate([np.asarray(o[k]) for o in outs]).astype(np.float32) for k in MUSICNN_LAYERS}
+    return {k: np.concatenate([np.asarray(o[k]) for o in outs]).astype(np.float32) for k in layers}
 
 # %% ../nbs/02a_embeddings.ipynb #34879672
 def musicnn_embeddings(y: np.ndarray,              # waveform, (n,) or (channels, n)
                        sr: int,                    # its sample rate
-                       model: str = "MSD_musicnn", # "MSD_musicnn" or "MTT_musicnn"
-                       layer: str = "penultimate", # "taggram", "penultimate", "mean_pool" or "max_pool"
+                       model: str = "MSD_musicnn", # a name in `NETS`
+                       layer: str = "penultimate", # a layer of `net_layers(model)`, e.g. "penultimate" or "pool5"
                       ) -> np.ndarray:             # (n_patches, dim) float32, one row per 3 s
-    "One musicnn layer per 3 s patch."
-    check_choice("layer", layer, MUSICNN_LAYERS)
-    check_choice("model", model, MUSICNN_MODELS)
+    "One layer of one network per 3 s patch."
+    check_choice("layer", layer, net_layers(model))
     return musicnn_outputs(y, sr, model)[layer]
 
 # %% ../nbs/02a_embeddings.ipynb #e74be5d7
@@ -332,31 +365,74 @@ def musicnn_tags(y: np.ndarray,              # waveform, (n,) or (channels, n)
 # %% ../nbs/02a_embeddings.ipynb #52a2f459
 EMBEDDING_VERSION = 1  # bump when an embedding's numbers change, to invalidate cached features
 MUSICNN_DEFAULT = {"model": "MSD_musicnn", "layer": "penultimate"}
+MUSICNN_OPTIONS = ("model", "layer", "augment")   # what the musicnn feature takes (`musicnn_feature`)
 
 # %% ../nbs/02a_embeddings.ipynb #50700bb1
 def vggish_feature(y: np.ndarray, sr: int) -> np.ndarray:
     "VGGish as a feature: (128, n_frames) float32."
     return np.ascontiguousarray(vggish_embeddings(y, sr).T)
 
+# %% ../nbs/02a_embeddings.ipynb #08a66909
+AUGMENTS = ("gain", "tilt", "speed", "noise", "mix")
+
+# %% ../nbs/02a_embeddings.ipynb #dab430c0
+def augment_audio(y: np.ndarray,  # mono waveform
+                  sr: int,        # its sample rate
+                  kind: str,      # a name in `AUGMENTS`
+                  seed: int | None = None, # None: from the samples themselves (the same copy every time)
+                 ) -> np.ndarray: # float32 (same length, but `speed`: +-4 %)
+    "A training copy of `y` with one recording cue (or all of them, `mix`) changed at random."
+    import zlib
+    check_choice("augment", kind, AUGMENTS)
+    y = np.asarray(y, np.float32)
+    rng = np.random.default_rng(zlib.crc32(y.tobytes()) ^ zlib.crc32(kind.encode()) if seed is None else seed)
+    if kind == "mix":
+        for k in ("speed", "tilt", "noise", "gain"): y = augment_audio(y, sr, k, int(rng.integers(2**31)))
+        return y
+    if kind == "gain": return (y * 10 ** (rng.uniform(-9, 9) / 20)).astype(np.float32)
+    if kind == "speed": return resample(y, int(round(sr * rng.uniform(0.96, 1.04))), sr)
+    if kind == "noise":
+        rms = float(np.sqrt(np.mean(y.astype(np.float64) ** 2)))
+        return (y + rng.normal(0, rms * 10 ** (-rng.uniform(15, 35) / 20), len(y))).astype(np.float32)
+    f = np.fft.rfftfreq(len(y), 1 / sr)
+    gain = 10 ** (rng.uniform(-3, 3) * np.log2(np.maximum(f, 50) / 1000) / 20)
+    return np.fft.irfft(np.fft.rfft(y) * gain, len(y)).astype(np.float32)
+
 # %% ../nbs/02a_embeddings.ipynb #fc21a038
-def musicnn_feature(y: np.ndarray, sr: int) -> np.ndarray:
-    "musicnn (MSD, penultimate) as a feature: (200, n_patches) float32."
-    return np.ascontiguousarray(musicnn_embeddings(y, sr, **MUSICNN_DEFAULT).T)
+def musicnn_feature(y: np.ndarray, sr: int,
+                    model: str = MUSICNN_DEFAULT["model"], # a name in `NETS`
+                    layer: str = MUSICNN_DEFAULT["layer"], # a layer of `net_layers(model)`, or "all" (stacked in order)
+                    augment: str | None = None,            # a training copy first (`augment_audio`), or None
+                   ) -> np.ndarray:                        # (dim, n_patches) float32
+    "A network of the musicnn wheel as a feature: one layer (default: MSD's penultimate), or all of them stacked."
+    if augment: y = augment_audio(to_mono(y.T) if np.ndim(y) == 2 else y, sr, augment)
+    if layer != "all": return np.ascontiguousarray(musicnn_embeddings(y, sr, model, layer).T)
+    return np.ascontiguousarray(np.concatenate(list(musicnn_outputs(y, sr, model).values()), axis=1).T)
 
 # %% ../nbs/02a_embeddings.ipynb #2f3b56f6
 EMBEDDINGS: dict[str, Callable[[np.ndarray, int], np.ndarray]] = {"vggish": vggish_feature, "musicnn": musicnn_feature}
 EMBEDDING_CHOICES = ("auto", "vggish", "musicnn", "none")
 
 # %% ../nbs/02a_embeddings.ipynb #b7095f07
-def embedding_params(name: str, # a key of `EMBEDDINGS`
-                    ) -> dict:  # what identifies its numbers: goes into the feature cache key
+def embedding_params(name: str,             # a key of `EMBEDDINGS`
+                     options: dict | None = None, # musicnn only: `model`, `layer`, `augment` (`musicnn_feature`)
+                    ) -> dict:              # what identifies its numbers: goes into the feature cache key
     "The parameters that determine embedding `name`'s output (handle or model, layer, version)."
     check_choice("embedding", name, EMBEDDINGS)
+    options = dict(options or {})
     if name == "vggish":
+        if options: raise ParameterError(f"vggish takes no options (got {', '.join(options)})")
         h = get_vggish_handle()
         return {"embedding": name, "handle": h if _is_url(h) else str(Path(h).expanduser().resolve()),
                 "sr": EMBEDDING_SR, "version": EMBEDDING_VERSION}
-    return {"embedding": name, **MUSICNN_DEFAULT, "package": "musicnn==0.1.0", "patch_frames": MUSICNN_FRAMES,
+    bad = set(options) - set(MUSICNN_OPTIONS)
+    if bad: raise ParameterError(f"musicnn has no option {', '.join(sorted(bad))}; "
+                                 f"its options: {', '.join(MUSICNN_OPTIONS)}")
+    view = {**MUSICNN_DEFAULT, **{k: v for k, v in options.items() if v is not None}}
+    if view["layer"] != "all": check_choice("layer", view["layer"], net_layers(view["model"]))
+    else: net_layers(view["model"])
+    if "augment" in view: check_choice("augment", view["augment"], AUGMENTS)
+    return {"embedding": name, **view, "package": "musicnn==0.1.0", "patch_frames": MUSICNN_FRAMES,
             "sr": EMBEDDING_SR, "version": EMBEDDING_VERSION}
 
 # %% ../nbs/02a_embeddings.ipynb #4418b320

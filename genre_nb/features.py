@@ -335,9 +335,7 @@ def feature_params(name: str,             # a name in `FEATURES`
                   ) -> dict:              # every parameter that determines the feature's numbers
     "The full parameter set of feature `name` (defaults + `overrides`, validated)."
     check_features([name])
-    if name in EMBEDDING_FEATURES:
-        if overrides: raise ParameterError(f"{name} takes no parameters here (set them in genre_nb.embeddings)")
-        return dict(embeddings.embedding_params(name))
+    if name in EMBEDDING_FEATURES: return dict(embeddings.embedding_params(name, overrides))
     p = {**DEFAULT_PARAMS[name]}
     bad = set(overrides or {}) - set(p)
     if bad: raise ParameterError(f"{name} has no parameter {', '.join(sorted(bad))}; its parameters: {', '.join(p)}")
@@ -369,7 +367,8 @@ def compute_features(y: np.ndarray,           # mono waveform
     if "summary" in features:
         out["summary"] = summary_features(y, sr, **full["summary"]).to_numpy(np.float32)[:, None]
     for f in (f for f in features if f in EMBEDDING_FEATURES):
-        out[f] = np.ascontiguousarray(embeddings.EMBEDDINGS[f](y, sr), dtype=np.float32)
+        options = dict(params.get(f) or {})   # musicnn's model, layer, augment if asked for; else EMBEDDINGS[f](y, sr)
+        out[f] = np.ascontiguousarray(embeddings.EMBEDDINGS[f](y, sr, **options), dtype=np.float32)
     return {f: out[f] for f in features}
 
 # %% ../nbs/02_features.ipynb #79bca49a

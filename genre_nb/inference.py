@@ -4,8 +4,8 @@
 
 # %% ../nbs/08_predict.ipynb #db5f9d3a
 from __future__ import annotations
-import datetime, json, os
-from concurrent.futures import ThreadPoolExecutor
+import datetime, io, itertools, json, numbers, os, sys, threading, time, warnings
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -17,23 +17,28 @@ from fastcore.basics import patch
 from . import core, training
 from .core import (DataError, GenreNBError, ParameterError, atomic_write, check_choice, check_float, check_int,
                            write_text)
-from .data import (AUDIO_EXTS, AudioError, _decode_error, fingerprint, open_audio, resample, sturm_index,
-                           to_mono)
-from .embeddings import MUSICNN_DEFAULT, MUSICNN_FRAMES
-from .musicnn_onnx import ONNX_MODELS, OnnxUnavailable, onnx_outputs, onnx_session
+from .data import (AUDIO_EXTS, AudioError, Loudness, _decode_error, audio_files, audio_problem, audit,
+                           check_rate, fingerprint, open_audio, resample, skipped_line, sturm_index, to_mono)
+from .embeddings import AUGMENTS, MUSICNN_DEFAULT, MUSICNN_FRAMES, musicnn_patches, net_layers
+from .musicnn_onnx import ONNX_LAYERS, OnnxUnavailable, numpy_logmel, onnx_session, patch_outputs
 from .evaluate import classification_report_df, confusion_heatmap
 from .training import BundleError, read_arrays, read_json, refuse_pickles
 
 _log = core.get_logger("genre_nb.inference")
 
 # %% auto #0
-__all__ = ['POOLINGS', 'TRANSFER_FORMAT', 'TRANSFER_README', 'SHIPPED_MODEL', 'MODEL_SR', 'MIN_SECONDS', 'BACKENDS', 'CV_GRID',
-           'label_root', 'labelled_tracks', 'cv_groups', 'single_artist_labels', 'pool_embedding', 'select_pooling',
-           'TransferModel', 'transfer_from_pipeline', 'head_pipeline', 'trained_on', 'accuracy_text', 'save_transfer',
-           'load_transfer', 'shipped_model_path', 'default_model_file', 'default_model_path', 'load_model',
-           'set_default_model', 'decoded_blocks', 'audio_windows', 'model_labels', 'model_window', 'has_onnx_path',
-           'resolve_backend', 'predict_window', 'audio_inputs', 'per_file', 'predict', 'tune_head', 'nested_cv',
-           'clip_vectors', 'TrainReport', 'train', 'save_training']
+__all__ = ['OUTPUT_COLUMNS', 'DEFAULT_VIEWS', 'POOLINGS', 'TRANSFER_FORMAT', 'TRANSFER_README', 'MODEL_FILES', 'SHIPPED_MODEL',
+           'MODEL_SR', 'MIN_SECONDS', 'BACKENDS', 'label_root', 'reserved_labels', 'check_label_counts', 'source_name',
+           'labelled_tracks', 'cv_groups', 'unchecked_labels', 'model_views', 'view_dim', 'pool_embedding',
+           'select_pooling', 'TransferModel', 'transfer_from_pipeline', 'head_pipeline', 'trained_on', 'accuracy_text',
+           'check_model_out', 'save_transfer', 'embedding_dim', 'load_transfer', 'shipped_model_path',
+           'default_model_file', 'default_model_path', 'load_model', 'set_default_model', 'as_mono', 'decoded_blocks',
+           'audio_windows', 'model_labels', 'model_window', 'onnx_nets', 'has_onnx_path', 'resolve_backend',
+           'window_views', 'predict_window', 'audio_inputs', 'model_threshold', 'row_schema', 'per_file', 'cores',
+           'predict_iter', 'predict', 'Recipe', 'track_views', 'recipe_inputs', 'fit_head', 'head_proba', 'tune_C',
+           'fit_recipe', 'protocol_cv', 'source_holdouts', 'leave_source_out', 'protocol_summary', 'protocol_report',
+           'calibrate', 'fit_temperature', 'reliability', 'calibration_error', 'cross_calibrate', 'uncertain_threshold',
+           'reliability_figure', 'usable_labelled', 'TrainReport', 'train', 'save_training', 'compare_recipes']
 
 # %% ../nbs/08_predict.ipynb #36af2a0a
 def label_root(data_dir: Path) -> Path:
@@ -42,23 +47,62 @@ def label_root(data_dir: Path) -> Path:
         if (data_dir / sub).is_dir(): return data_dir / sub
     return data_dir
 
+# %% ../nbs/08_predict.ipynb #bc1f44bf
+OUTPUT_COLUMNS = ("file", "genre", "probability", "error", "duration_s", "segment", "start_s", "end_s", "uncertain")
+
+# %% ../nbs/08_predict.ipynb #99acc007
+def reserved_labels(labels: Sequence[str]) -> list[str]:
+    "The labels named like a column of `predict`'s table (`OUTPUT_COLUMNS`): such a model cannot be read back."
+    return sorted(set(labels) & set(OUTPUT_COLUMNS))
+
+# %% ../nbs/08_predict.ipynb #1630ab60
+def check_label_counts(tracks: pd.DataFrame,  # label per track
+                       where: str,            # the folder, for the message
+                       what: str = "audio",   # "audio" or "usable"
+                      ) -> pd.DataFrame:      # `tracks`
+    "`tracks`, or `DataError` unless two labels have two files each (and none is named like an output column)."
+    n = tracks.label.value_counts()
+    if len(n) < 2:
+        raise DataError(f"{where}: need at least 2 label folders with {what} files ({', '.join(AUDIO_EXTS)}); "
+                        f"found {len(n)}")
+    if (n < 2).any(): raise DataError(f"{where}: every label needs at least 2 {what} files; {n.idxmin()} has {n.min()}")
+    if (bad := reserved_labels(n.index)):
+        raise DataError(f"{where}: label folder {bad[0]!r} is named like a column of predict's output "
+                        f"({', '.join(OUTPUT_COLUMNS)}): rename it")
+    return tracks
+
 # %% ../nbs/08_predict.ipynb #355a0bb8
-def labelled_tracks(data_dir: Path | str,  # a folder with one subfolder per label (any depth below it)
-                   ) -> pd.DataFrame:      # track_id (label/relative path), label, path, artist (None if unknown)
-    "Every audio file under `data_dir/<label>/`; `DataError` unless there are two labels with two files each."
+def _one_folder(data_dir: Path | str) -> pd.DataFrame:
+    "track_id (label/relative path), label, path of every audio file under one labelled folder; skipped files logged."
     d = Path(data_dir).expanduser()
     if not d.is_dir(): raise DataError(f"data folder not found: {data_dir}")
     root = label_root(d.resolve())
-    rows = [(p.relative_to(root).with_suffix("").as_posix(), sub.name, str(p))
-            for sub in sorted(root.iterdir()) if sub.is_dir() and not sub.name.startswith(".")
-            for p in sorted(sub.rglob("*")) if p.is_file() and p.suffix.lower() in AUDIO_EXTS]
-    t = pd.DataFrame(rows, columns=["track_id", "label", "path"])
-    n = t.label.value_counts()
-    if len(n) < 2:
-        raise DataError(f"{data_dir}: need at least 2 label folders with audio files ({', '.join(AUDIO_EXTS)}); "
-                        f"found {len(n)}")
-    if (n < 2).any():
-        raise DataError(f"{data_dir}: every label needs at least 2 audio files; {n.idxmin()} has {n.min()}")
+    subs = [sub for sub in sorted(root.iterdir()) if sub.is_dir() and not sub.name.startswith(".")]
+    found = [(sub, *audio_files(sub)) for sub in subs]
+    if (skipped := [p for *_, skip in found for p in skip]): _log.info(skipped_line(root, skipped))
+    rows = [(p.relative_to(root).with_suffix("").as_posix(), sub.name, str(p)) for sub, take, _ in found for p in take]
+    return pd.DataFrame(rows, columns=["track_id", "label", "path"])
+
+# %% ../nbs/08_predict.ipynb #375a4ace
+def source_name(data_dir: Path | str) -> str:
+    "How a labelled folder is named as a source: its own name, or its parent's for GTZAN's `genres`/`genres_original`."
+    d = Path(data_dir).expanduser().resolve()
+    return d.parent.name if d.name in ("genres", "genres_original") else d.name
+
+# %% ../nbs/08_predict.ipynb #dfea9591
+def labelled_tracks(data_dirs,                   # a folder with one subfolder per label, or several (labels merged)
+                    sources: Sequence[str] | None = None, # a source name per folder (default: `source_name`)
+                   ) -> pd.DataFrame:            # track_id, label, path, source, artist (None if unknown)
+    "Every audio file under `<folder>/<label>/`; `DataError` unless there are two labels with two files each."
+    dirs = [data_dirs] if isinstance(data_dirs, (str, Path)) else list(data_dirs)
+    if not dirs: raise DataError("no labelled folder given")
+    names = list(sources) if sources is not None else [source_name(d) if Path(d).expanduser().is_dir() else str(d)
+                                                       for d in dirs]
+    if len(names) != len(dirs): raise ParameterError(f"{len(dirs)} folders but {len(names)} source names")
+    t = pd.concat([_one_folder(d).assign(source=s) for d, s in zip(dirs, names)], ignore_index=True)
+    if len(dirs) > 1: t["track_id"] = t.source + "/" + t.track_id
+    if not t.track_id.is_unique: raise DataError(f"two folders have the same source name: {', '.join(names)}")
+    t = check_label_counts(t, ", ".join(map(str, dirs)))
     artists = sturm_index().set_index("track_id").artist.dropna().to_dict()
     stems = [Path(p).stem for p in t.path]
     t["artist"] = [artists.get(s) if s.startswith(f"{lab}.") else None for s, lab in zip(stems, t.label)]
@@ -66,20 +110,43 @@ def labelled_tracks(data_dir: Path | str,  # a folder with one subfolder per lab
 
 # %% ../nbs/08_predict.ipynb #3479a3c5
 def cv_groups(tracks: pd.DataFrame,  # from `labelled_tracks`: label, track_id, artist
-              strict: bool = False,  # every known artist is a group, even a label's only one
-             ) -> np.ndarray:        # one group name per track
-    """Artist groups for cross-validation; a track is its own group where its artist is unknown (or, unless `strict`,
-    its label's only one)."""
-    art = [a if isinstance(a, str) and a else None for a in tracks.artist]
-    known = pd.DataFrame({"label": tracks.label.values, "artist": art}).dropna().groupby("label").artist.nunique()
-    return np.array([f"artist:{a}" if a is not None and (strict or known.get(l, 0) >= 2) else f"track:{t}"
-                     for a, l, t in zip(art, tracks.label, tracks.track_id)])
+             ) -> np.ndarray:        # one group name per track: "artist:<name>" or "track:<track_id>"
+    "Artist groups for cross-validation, where the label keeps other tracks when the artist is held out; else tracks."
+    art = np.array([a if isinstance(a, str) and a else None for a in tracks.artist], dtype=object)
+    lab = tracks.label.to_numpy()
+    keep = [a is not None and bool(((lab == l) & (art != a)).any()) for a, l in zip(art, lab)]
+    return np.array([f"artist:{a}" if k else f"track:{t}" for a, k, t in zip(art, keep, tracks.track_id)])
 
 # %% ../nbs/08_predict.ipynb #afc5460a
-def single_artist_labels(tracks: pd.DataFrame, groups: np.ndarray) -> list[str]:
-    "Labels with known artists none of which could be held out (one artist each): their tracks are split by track."
-    return sorted(l for l in tracks.label.unique() if tracks.artist[tracks.label == l].notna().any()
-                  and not any(g.startswith("artist:") for g in groups[(tracks.label == l).values]))
+def unchecked_labels(tracks: pd.DataFrame,  # label, artist
+                     groups: np.ndarray,    # from `cv_groups`
+                    ) -> dict[str, str]:    # label -> why none of its tracks is held out with its artist
+    "Labels with no artist group: 'one artist (<name>)' or 'artists unknown'."
+    out = {}
+    for l in sorted(tracks.label.unique()):
+        m = (tracks.label == l).to_numpy()
+        if any(g.startswith("artist:") for g in groups[m]): continue
+        known = sorted({a for a in tracks.artist[m] if isinstance(a, str) and a})
+        out[l] = f"one artist ({known[0]})" if len(known) == 1 else "artists unknown"
+    return out
+
+# %% ../nbs/08_predict.ipynb #234f244f
+DEFAULT_VIEWS = ("MSD_musicnn/penultimate", "MTT_vgg/pool5")   # the shipped recipe's views (the study below)
+
+# %% ../nbs/08_predict.ipynb #e8bb58c9
+def model_views(emb: dict,  # a model's `embedding`: name, and musicnn's `views` (or one `model` and `layer`)
+               ) -> list[str]:
+    "The views of an embedding record: `['vggish']`, or musicnn's `<network>/<layer>` names."
+    if emb.get("name") == "vggish": return ["vggish"]
+    if emb.get("views"): return list(emb["views"])
+    return [f"{emb.get('model', MUSICNN_DEFAULT['model'])}/{emb.get('layer', MUSICNN_DEFAULT['layer'])}"]
+
+# %% ../nbs/08_predict.ipynb #e73ce553
+def view_dim(view: str) -> int:
+    "128 for VGGish, else the layer's dimension (`net_layers`); `ParameterError` for an unknown network or layer."
+    if view == "vggish": return 128
+    net, _, layer = view.partition("/")
+    return net_layers(net)[check_choice(f"layer of {net}", layer, net_layers(net))]
 
 # %% ../nbs/08_predict.ipynb #36516223
 POOLINGS = ("mean", "mean+std")
@@ -120,12 +187,13 @@ class TransferModel:
 @patch
 def proba(self: TransferModel, X: np.ndarray,  # (n, 2 * dim) pooled embeddings (`pool_embedding`)
          ) -> np.ndarray:                      # (n, n_labels) probabilities
-    "Class probabilities: the model's pooling, standardisation, then the softmax of the linear head."
-    Z = (select_pooling(np.asarray(X, np.float64), self.meta.get("pooling", "mean")) - self.mean) / self.scale
-    z = Z @ self.coef.T + self.intercept
-    if z.shape[1] == 1: z = np.hstack([np.zeros_like(z), z])   # two labels: scikit-learn's sigmoid as a softmax
-    e = np.exp(z - z.max(1, keepdims=True))
-    return e / e.sum(1, keepdims=True)
+    "Class probabilities: the model's pooling, standardisation, then the softmax of the linear head at its temperature."
+    with np.errstate(all="ignore"):   # extreme weights give NaN here, which callers refuse, never a warning
+        Z = (select_pooling(np.asarray(X, np.float64), self.meta.get("pooling", "mean")) - self.mean) / self.scale
+        z = (Z @ self.coef.T + self.intercept) / self.meta.get("temperature", 1.0)   # calibration (`train`)
+        if z.shape[1] == 1: z = np.hstack([np.zeros_like(z), z])   # two labels: scikit-learn's sigmoid as a softmax
+        e = np.exp(z - z.max(1, keepdims=True))
+        return e / e.sum(1, keepdims=True)
 
 # %% ../nbs/08_predict.ipynb #2c152306
 def transfer_from_pipeline(pipe,            # a fitted Pipeline: pool, scale, head (LogisticRegression)
@@ -139,13 +207,16 @@ def transfer_from_pipeline(pipe,            # a fitted Pipeline: pool, scale, he
                          {**meta, "pooling": pooling})
 
 # %% ../nbs/08_predict.ipynb #f4505cb4
-def head_pipeline(pooling: str = "mean", C: float = 1.0, seed: int = 0):
+def head_pipeline(pooling: str = "mean", C: float = 1.0, seed: int = 0,
+                  balanced: bool = False, # class-balanced weights: every label counts the same, whatever its tracks
+                 ):
     "pooling -> StandardScaler -> LogisticRegression (L2, lbfgs): the head `train` tunes."
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import FunctionTransformer, StandardScaler
+    head = LogisticRegression(C=C, max_iter=5000, random_state=seed, class_weight="balanced" if balanced else None)
     return Pipeline([("pool", FunctionTransformer(select_pooling, kw_args={"pooling": pooling})),
-                     ("scale", StandardScaler()), ("head", LogisticRegression(C=C, max_iter=5000, random_state=seed))])
+                     ("scale", StandardScaler()), ("head", head)])
 
 # %% ../nbs/08_predict.ipynb #a7f6ea4e
 def trained_on(model) -> str:
@@ -164,6 +235,14 @@ def accuracy_text(model) -> str:
     if isinstance(model, TransferModel):
         cv = model.meta.get("cv") or {}
         if "accuracy" not in cv: return "not estimated"
+        if cv.get("protocol"):
+            lso = "; ".join(f"{r['accuracy']:.2f} with {r['held_out']} held out"
+                            for r in cv.get("leave_source_out", []))
+            unchecked = ", ".join(f"{l} ({why})" for l, why in (cv.get("unchecked_labels") or {}).items())
+            return (f"{cv['accuracy']:.2f} ± {cv['std']:.2f} on artists and recordings it did not learn from "
+                    f"({cv['folds']}-fold grouped cross-validation x {cv['repeats']})"
+                    + (f"; on a source it never heard: {lso}" if lso else "")
+                    + (f"; not checked on unseen artists: {unchecked}" if unchecked else ""))
         single = cv.get("single_artist_labels")
         return (f"{cv['accuracy']:.2f} ± {cv['std']:.2f} ({cv['folds']}-fold cross-validation x {cv['repeats']}, "
                 "artists kept apart" + (f" except for {', '.join(single)}, one artist each" if single else "")
@@ -173,18 +252,51 @@ def accuracy_text(model) -> str:
 
 # %% ../nbs/08_predict.ipynb #40914e0f
 TRANSFER_README = """# genre_nb transfer model ({fmt})
-A pretrained clip embedding ({embedding}) and a logistic-regression head, as plain data: `model.json` (labels and
+Pretrained clip embeddings ({embedding}) and a logistic-regression head, as plain data: `model.json` (labels and
 metadata) and `weights.npz` (the scaler's `mean`, `scale`; the head's `coef`, `intercept`). Nothing in it is code.
 Use it with `genre-nb predict --model THIS_FOLDER FILE`, or `genre_nb.inference.load_model(path)`.
 
 Trained on: {trained_on}
-Cross-validated accuracy: {cv}
+Estimated accuracy: {cv}
 """
 
+# %% ../nbs/08_predict.ipynb #e7da5abf
+MODEL_FILES = ("model.json", "weights.npz", "README.md", "cv.csv", "predictions.csv", "report.csv", "sources.csv",
+               "reliability.csv", "confusion.png", "reliability.png")   # what `save_training` writes
+
+# %% ../nbs/08_predict.ipynb #7586b790
+def check_model_out(path: Path | str,    # the model folder to write
+                    force: bool = False, # replace an existing model folder
+                    name: str = "--out", # how the caller names `path`, for the message
+                   ) -> Path:            # `path`
+    "`path` if a model may be written there; else `ParameterError` (nothing is written, nothing deleted)."
+    from importlib.resources import files
+    p, pkg = Path(path).expanduser(), Path(str(files("genre_nb"))).resolve()
+    r = p.resolve()
+    if r.is_relative_to(pkg) or pkg.is_relative_to(r):
+        where = "is inside the genre_nb package" if r.is_relative_to(pkg) else "holds the genre_nb package"
+        raise ParameterError(f"{name} {path} {where} ({pkg}): choose a folder of your own")
+    core.check_out_folder(name, p)
+    if not p.exists(): return p
+    held = sorted(q.name for q in p.iterdir())
+    if held and (not (p / "model.json").is_file() or any(q not in MODEL_FILES for q in held)):
+        other = [q for q in held if q not in MODEL_FILES] or held
+        raise ParameterError(f"{name} {path} holds files that are not a model's ({', '.join(other[:3])}"
+                             f"{', ...' if len(other) > 3 else ''}): choose a new folder; nothing was changed")
+    if held and not force:
+        raise ParameterError(f"{name} {path} is a model folder already: replace it with --force (force=True), "
+                             "or choose a new folder")
+    return p
+
 # %% ../nbs/08_predict.ipynb #56410736
-def save_transfer(model: TransferModel, path: Path | str) -> Path:
-    "Write a transfer model folder atomically (a temporary folder beside `path`, then renamed over it)."
-    with core.atomic_folder(path) as tmp:
+def save_transfer(model: TransferModel,  # the model
+                  path: Path | str,      # its folder: new, empty, or a model folder to replace with `force`
+                  force: bool = False,   # replace an existing model folder (`check_model_out`)
+                  extra: dict | None = None, # more files for the folder: name -> text or bytes
+                 ) -> Path:
+    "Write a transfer model folder atomically (a temporary folder beside `path`, renamed over it)."
+    check_model_out(path, force)
+    with core.atomic_folder(path, check=lambda p: check_model_out(p, force)) as tmp:
         with atomic_write(tmp / "weights.npz", "wb") as f:
             np.savez(f, mean=model.mean, scale=model.scale, coef=model.coef, intercept=model.intercept)
         doc = {"format": TRANSFER_FORMAT, "labels": list(model.labels), **model.meta}
@@ -192,7 +304,27 @@ def save_transfer(model: TransferModel, path: Path | str) -> Path:
         readme = TRANSFER_README.format(fmt=TRANSFER_FORMAT, embedding=model.meta.get("embedding", {}).get("name"),
                                         trained_on=trained_on(model), cv=accuracy_text(model))
         write_text(tmp / "README.md", readme)
+        for name, data in (extra or {}).items():
+            with atomic_write(tmp / name, "wb" if isinstance(data, bytes) else "w") as f: f.write(data)
     return Path(path)
+
+# %% ../nbs/08_predict.ipynb #50f47bc8
+def embedding_dim(emb: dict,              # a model's `embedding` (`model_views`)
+                  pooling: str = "mean",  # the model's pooling
+                 ) -> int:                # the length of the vector its head reads
+    "The dimension of a model's input: its views', twice for mean+std pooling. `BundleError` for an unknown view."
+    try: d = sum(view_dim(v) for v in model_views(emb))
+    except ParameterError as e: raise BundleError(f"unknown view: {e}") from None
+    return d * (1 if pooling == "mean" else 2)
+
+# %% ../nbs/08_predict.ipynb #bd16f5f8
+@patch
+def probe(self: TransferModel) -> bool:
+    "Whether the head's logits, hence its probabilities, are finite on zeros, ones, its mean and mean +-3 deviations."
+    V = np.stack([np.zeros_like(self.mean), np.ones_like(self.mean), self.mean, self.mean + 3 * self.scale,
+                  self.mean - 3 * self.scale])
+    with np.errstate(all="ignore"): z = ((V - self.mean) / self.scale) @ self.coef.T + self.intercept
+    return bool(np.isfinite(z).all())
 
 # %% ../nbs/08_predict.ipynb #b6e25993
 def load_transfer(path: Path | str) -> TransferModel:
@@ -205,6 +337,9 @@ def load_transfer(path: Path | str) -> TransferModel:
     named = isinstance(labels, list) and all(isinstance(l, str) and l for l in labels)
     if not (named and len(labels) >= 2 and len(set(labels)) == len(labels)):
         raise BundleError(f"{path}/model.json: `labels` must list at least two distinct names")
+    if (bad := reserved_labels(labels)):
+        raise BundleError(f"{path}/model.json: label {bad[0]!r} is named like a column of predict's output: "
+                          "retrain with that label folder renamed")
     emb = doc.get("embedding")
     if not (isinstance(emb, dict) and emb.get("name") in ("musicnn", "vggish")):
         raise BundleError(f"{path}/model.json: unknown embedding {emb!r}")
@@ -217,13 +352,22 @@ def load_transfer(path: Path | str) -> TransferModel:
     if a["scale"].shape != (d,) or a["coef"].shape != (k, d) or a["intercept"].shape != (k,):
         raise BundleError(f"{path}/weights.npz: shapes {[a[n].shape for n in ('mean', 'scale', 'coef', 'intercept')]} "
                           f"do not fit {len(labels)} labels")
+    try: want = embedding_dim(emb, doc.get("pooling", "mean"))
+    except BundleError as e: raise BundleError(f"{path}/model.json: {e}") from None
+    if d != want:
+        raise BundleError(f"{path}/weights.npz: {d} features, but the {doc.get('pooling', 'mean')}-pooled "
+                          f"{emb['name']} embedding gives {want}: the model does not fit its embedding")
     if not all(np.isfinite(v).all() for v in a.values()) or not (a["scale"] > 0).all():
         raise BundleError(f"{path}/weights.npz: non-finite or non-positive values")
     meta = {k: v for k, v in doc.items() if k not in ("format", "labels")}
-    return TransferModel(labels, *(a[n].astype(np.float64) for n in ("mean", "scale", "coef", "intercept")), meta, path)
+    m = TransferModel(labels, *(a[n].astype(np.float64) for n in ("mean", "scale", "coef", "intercept")), meta, path)
+    if not m.probe():
+        raise BundleError(f"{path}/weights.npz: the weights give non-finite probabilities (extreme values): "
+                          "a damaged model; retrain it")
+    return m
 
 # %% ../nbs/08_predict.ipynb #b7ec26be
-SHIPPED_MODEL = "gtzan_mini_musicnn"   # genre_nb/assets/models/<this>: trained on GTZAN-mini by `genre-nb train`
+SHIPPED_MODEL = "gtzan_emotify_musicnn_vgg"   # genre_nb/assets/models/<this>: the chosen recipe, all the real material
 
 # %% ../nbs/08_predict.ipynb #5b4ec8dc
 def shipped_model_path() -> Path:
@@ -240,10 +384,19 @@ def default_model_file() -> Path:
 
 # %% ../nbs/08_predict.ipynb #b563a90e
 def default_model_path() -> tuple[Path, str]:
-    "The model that answers when none is named, and why it was chosen."
-    if os.environ.get("GENRE_NB_MODEL"): return Path(os.environ["GENRE_NB_MODEL"]).expanduser(), "$GENRE_NB_MODEL"
+    "The model that answers when none is named, and why it was chosen; a default that is gone says how to change it."
+    if (env := os.environ.get("GENRE_NB_MODEL")):
+        if not Path(env).expanduser().is_dir():
+            raise BundleError(f"$GENRE_NB_MODEL names {env}, which is not a model folder: unset GENRE_NB_MODEL, "
+                              "or point it at a model folder")
+        return Path(env).expanduser(), "$GENRE_NB_MODEL"
     f = default_model_file()
-    if f.is_file() and f.read_text().strip(): return Path(f.read_text().strip()), f"your default (set in {f})"
+    if f.is_file() and (p := f.read_text().strip()):
+        if not Path(p).is_dir():
+            raise BundleError(f"your default model {p} is gone (recorded in {f} by --set-default): "
+                              "`genre-nb default-model --reset` goes back to the shipped model, "
+                              "`genre-nb default-model DIR` picks another")
+        return Path(p), f"your default (set in {f})"
     return shipped_model_path(), "shipped with genre_nb"
 
 # %% ../nbs/08_predict.ipynb #3950b6a8
@@ -281,6 +434,20 @@ def set_default_model(path: Path | str | None) -> Path | None:
 MODEL_SR = 22050   # every model decodes audio at this rate first, as in training
 MIN_SECONDS = 3.0  # one musicnn patch / one deep-model segment
 
+# %% ../nbs/08_predict.ipynb #10014802
+def as_mono(y,  # a waveform: (n,), (n, channels) or (channels, n); float, or integer PCM
+           ) -> np.ndarray: # mono float32 in [-1, 1] for integer input
+    "A waveform as soundfile or librosa give it, as mono float32: the smaller side is channels; integers are scaled."
+    y = np.asarray(y)
+    if y.dtype.kind not in "iuf": raise AudioError(f"a waveform holds numbers, not {y.dtype}")
+    if y.dtype.kind in "iu":
+        info = np.iinfo(y.dtype)
+        mid, full = ((info.max + 1) / 2,) * 2 if y.dtype.kind == "u" else (0, -float(info.min))
+        y = (y.astype(np.float64) - mid) / full
+    if y.ndim == 2: y = to_mono(y if y.shape[0] >= y.shape[1] else y.T)
+    elif y.ndim != 1: raise AudioError(f"a waveform is (n,), (n, channels) or (channels, n), not shape {y.shape}")
+    return np.ascontiguousarray(y, np.float32)
+
 # %% ../nbs/08_predict.ipynb #5855ef8c
 def decoded_blocks(src,                    # a path, or a (waveform, sample rate) pair
                    sr: int = MODEL_SR,     # the rate to resample to
@@ -289,9 +456,7 @@ def decoded_blocks(src,                    # a path, or a (waveform, sample rate
     "Decode and resample block by block (a streaming soxr resampler), so an hour-long file never sits in memory."
     import soxr
     if isinstance(src, tuple):
-        y, r = np.asarray(src[0], np.float32), int(src[1])
-        y = to_mono(y.T if y.shape[0] <= 2 else y) if y.ndim == 2 else y
-        yield resample(y, r, sr)
+        yield resample(as_mono(src[0]), check_rate(src[1]), sr)
         return
     f, fmt = open_audio(src)
     with f:
@@ -311,16 +476,18 @@ def audio_windows(src,                    # a path, or a (waveform, sample rate)
                   window_s: float,        # window length in seconds
                   sr: int = MODEL_SR,     # the rate of the windows
                   min_s: float = MIN_SECONDS, # a shorter file is an error; a shorter tail is dropped
+                  loudness: Loudness | None = None, # fed every decoded block (at `HEARD_SR`): the rule of usable audio
                  ) -> Iterator[tuple[float, float, np.ndarray]]: # (start_s, end_s, mono window)
     "Consecutive windows of a file with exact times; memory bounded by one window and one decoded block."
     W, k, buf = int(round(window_s * sr)), 0, np.zeros(0, np.float32)
     for block in decoded_blocks(src, sr):
+        if loudness is not None: loudness.add(block)
         buf = np.concatenate([buf, block])
         while len(buf) >= W:
             yield k * W / sr, (k + 1) * W / sr, buf[:W]
             buf, k = buf[W:], k + 1
     if k == 0 and len(buf) < min_s * sr:
-        raise AudioError(f"too short: {len(buf) / sr:.2f} s; at least {min_s:g} s are needed")
+        raise AudioError(f"too short ({len(buf) / sr:.2f} s < {min_s:g} s)")   # as `audio_problem` says it
     if len(buf) >= min_s * sr: yield k * W / sr, (k * W + len(buf)) / sr, buf
 
 # %% ../nbs/08_predict.ipynb #ebdf7774
@@ -337,11 +504,16 @@ def model_window(model) -> float:
 BACKENDS = ("auto", "onnx", "tf")   # auto: ONNX Runtime where the model has an ONNX path, else TensorFlow
 
 # %% ../nbs/08_predict.ipynb #a5f4e7b4
-def has_onnx_path(model) -> bool:
-    "True for a transfer model on musicnn's MSD penultimate embedding: the embedding shipped as ONNX."
+def onnx_nets(model) -> list[str]:
+    "The exported networks a transfer model's views come from, in order ([] for other models)."
     e = model.meta.get("embedding") or {} if isinstance(model, TransferModel) else {}
-    return (e.get("name") == "musicnn" and e.get("layer") == MUSICNN_DEFAULT["layer"]
-            and e.get("model") == MUSICNN_DEFAULT["model"] and e.get("model") in ONNX_MODELS)
+    return list(dict.fromkeys(v.partition("/")[0] for v in model_views(e))) if e.get("name") == "musicnn" else []
+
+# %% ../nbs/08_predict.ipynb #338864e0
+def has_onnx_path(model) -> bool:
+    "True for a transfer model whose every view is an output of a network shipped as ONNX (`ONNX_LAYERS`)."
+    views = [v.partition("/") for v in model_views(model.meta.get("embedding") or {})] if onnx_nets(model) else []
+    return bool(views) and all(layer in ONNX_LAYERS.get(net, ()) for net, _, layer in views)
 
 # %% ../nbs/08_predict.ipynb #e7beeb1e
 _NOTICED: set = set()
@@ -361,16 +533,36 @@ def resolve_backend(model,                    # a loaded model
     b = check_choice("backend", backend or os.environ.get("GENRE_NB_BACKEND") or "auto", BACKENDS)
     if b == "tf": return "tf"
     if not has_onnx_path(model):
-        if b == "onnx": raise ParameterError("backend='onnx': only musicnn (MSD, penultimate) transfer models have an "
-                                             "ONNX path; use backend='tf' or 'auto'")
+        if b == "onnx": raise ParameterError("backend='onnx': only transfer models whose views are all exported "
+                                             f"({', '.join(ONNX_LAYERS)}) have an ONNX path; use 'tf' or 'auto'")
         _notice_once("this model has no ONNX path (a deep Keras bundle or a VGGish model): predicting with TensorFlow")
         return "tf"
-    try: onnx_session(MUSICNN_DEFAULT["model"])
+    try:
+        for net in onnx_nets(model): onnx_session(net)
     except OnnxUnavailable as e:
         if b == "onnx": raise
         _notice_once(f"{e}; predicting with TensorFlow")
         return "tf"
     return "onnx"
+
+# %% ../nbs/08_predict.ipynb #4743c314
+def window_views(y: np.ndarray,  # one mono window
+                 sr: int,        # its sample rate
+                 views: Sequence[str], # `<network>/<layer>` names, or ["vggish"]
+                 backend: str,   # "onnx" or "tf"
+                ) -> np.ndarray: # (dim, n_patches) float32: the views stacked
+    "The embeddings a transfer model reads, per patch of one window."
+    if list(views) == ["vggish"]:
+        from genre_nb.features import compute_features
+        return compute_features(y, sr, ["vggish"])["vggish"]
+    nets = dict.fromkeys(v.partition("/")[0] for v in views)
+    if backend == "onnx":
+        X = musicnn_patches(numpy_logmel(y, sr))
+        out = {n: patch_outputs(X, n) for n in nets}
+    else:
+        from genre_nb.embeddings import musicnn_outputs
+        out = {n: musicnn_outputs(y, sr, n) for n in nets}
+    return np.concatenate([out[n][l] for n, _, l in (v.partition("/") for v in views)], axis=1).T
 
 # %% ../nbs/08_predict.ipynb #6758538f
 def predict_window(model,                     # a loaded model
@@ -378,43 +570,53 @@ def predict_window(model,                     # a loaded model
                    sr: int = MODEL_SR,        # its sample rate
                    backend: str | None = None, # see `resolve_backend`
                   ) -> np.ndarray:            # (n_labels,) probabilities
-    "Class probabilities of one mono window."
-    if not isinstance(model, TransferModel): return model.predict_proba(y, sr)
-    if resolve_backend(model, backend) == "onnx": E = onnx_outputs(y, sr, MUSICNN_DEFAULT["model"])["penultimate"].T
+    "Class probabilities of one mono window (never NaN: a model that gives them is refused)."
+    if not isinstance(model, TransferModel): p = model.predict_proba(y, sr)
     else:
-        from genre_nb.features import compute_features
-        name = model.meta["embedding"]["name"]
-        E = compute_features(y, sr, [name])[name]
-    return model.proba(pool_embedding(E))[0]
+        E = window_views(y, sr, model_views(model.meta["embedding"]), resolve_backend(model, backend))
+        p = model.proba(pool_embedding(E))[0]
+    if not np.isfinite(p).all():
+        raise BundleError("the model gives non-finite probabilities for this audio: a damaged model; retrain it")
+    return p
 
 # %% ../nbs/08_predict.ipynb #179a68f7
+def _is_pair(x) -> bool:
+    "Whether `x` is a (waveform, sample rate) pair."
+    return (isinstance(x, tuple) and len(x) == 2 and not isinstance(x[0], (str, Path))
+            and isinstance(x[1], numbers.Number))
+
+# %% ../nbs/08_predict.ipynb #e7802f15
 def audio_inputs(paths_or_arrays) -> list[tuple[str, object]]:
-    "(name, path or (waveform, sr)) per input; a folder stands for the audio files under it, sorted."
+    "(name, path, (waveform, sr) or the input's `AudioError`) per input; a folder stands for its audio files."
     x = paths_or_arrays
-    pair = isinstance(x, tuple) and len(x) == 2 and not isinstance(x[0], (str, Path))
-    if isinstance(x, (str, Path)) or pair: x = [x]
-    if isinstance(x, np.ndarray) and x.ndim == 1: x = [x]
+    x = [x] if isinstance(x, (str, Path, np.ndarray)) or _is_pair(x) else list(x)   # any iterable: a glob, a list
+    if len(x) and isinstance(x[0], numbers.Number):
+        raise ParameterError("got a list of numbers: pass one waveform as a numpy array, "
+                             "or a (waveform, sample_rate) pair")
     out = []
     for i, v in enumerate(x):
         if isinstance(v, (str, Path)) and Path(v).is_dir():
-            files = sorted(p for p in Path(v).rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTS)
-            if not files: raise DataError(f"no audio files ({', '.join(AUDIO_EXTS)}) under {v}")
-            out += [(str(p), p) for p in files]
+            take, skip = audio_files(v)
+            if skip: _log.info(skipped_line(v, skip))
+            none = AudioError(f"no audio files ({', '.join(AUDIO_EXTS)}) under {v}")
+            out += [(str(p), p) for p in take] or [(str(v), none)]
         elif isinstance(v, (str, Path)): out.append((str(v), Path(v)))
-        elif isinstance(v, tuple): out.append((f"array{i}", (np.asarray(v[0], np.float32), int(v[1]))))
-        else: out.append((f"array{i}", (np.asarray(v, np.float32), MODEL_SR)))
+        elif _is_pair(v): out.append((f"array{i}", v))
+        elif isinstance(v, (np.ndarray, list)): out.append((f"array{i}", (v, MODEL_SR)))
+        else: raise ParameterError(f"input {i} is a {type(v).__name__}: give files, folders, waveforms or "
+                                   "(waveform, sample_rate) pairs")
     return out
 
 # %% ../nbs/08_predict.ipynb #d0525e6b
 def _classify(model, src, window_s: float, backend: str = "tf") -> tuple[np.ndarray, list[tuple[float, float]]]:
-    "Per-window probabilities and (start, end) times of one input."
-    probs, spans, peak = [], [], 0.0
-    for s, e, y in audio_windows(src, window_s):
-        if not np.isfinite(y).all(): raise AudioError("invalid audio: non-finite samples")
-        peak = max(peak, float(np.abs(y).max()))
+    "Per-window probabilities and (start, end) times of one input; unusable audio (`audio_problem`): `AudioError`."
+    if isinstance(src, Exception): raise src                # an input `audio_inputs` already found unusable
+    probs, spans, heard = [], [], Loudness()
+    for s, e, y in audio_windows(src, window_s, loudness=heard):
+        if not np.isfinite(y).all(): raise AudioError("invalid audio: non-finite samples (NaN or infinity)")
         probs.append(predict_window(model, y, backend=backend))
         spans.append((s, e))
-    if peak == 0: raise AudioError("silent: the file holds no sound")
+    if (why := audio_problem(heard, MIN_SECONDS)): raise AudioError(why)
     return np.array(probs), spans
 
 # %% ../nbs/08_predict.ipynb #362cf65d
@@ -423,25 +625,176 @@ def _attempt(model, src, window_s: float, backend: str):
     try: return _classify(model, src, window_s, backend)
     except (GenreNBError, ValueError, RuntimeError, OSError) as e: return (str(e).splitlines() or [type(e).__name__])[0]
 
+# %% ../nbs/08_predict.ipynb #d9f58332
+def model_threshold(model) -> float:
+    "`uncertain_below` of a transfer model (`train` chooses it on held-out answers); 0.0 for other models."
+    return float(model.meta.get("uncertain_below", 0.0)) if isinstance(model, TransferModel) else 0.0
+
 # %% ../nbs/08_predict.ipynb #77841a46
-def _row(file: str, p: np.ndarray, labels: list[str], **where) -> dict:
+def _row(file: str, p: np.ndarray, labels: list[str],
+         threshold: float = 0.0, # answers whose top probability is below it are marked uncertain (`model_threshold`)
+         **where) -> dict:
+    "One row: the file, where in it, the top label and its probability, whether it is uncertain, every label's."
     return {"file": file, **where, "genre": labels[int(np.argmax(p))], "probability": float(np.max(p)),
-            **dict(zip(labels, map(float, p)))}
+            "uncertain": bool(np.max(p) < threshold), **dict(zip(labels, map(float, p)))}
+
+# %% ../nbs/08_predict.ipynb #b9a96261
+def row_schema(labels: list[str],      # the model's labels
+               segments: bool = False, # rows per window (segment, start_s, end_s) instead of per file (duration_s)
+              ) -> dict[str, type]:    # column -> Python type, in table order
+    "The columns of `predict`'s rows and their types: what `_row` builds, then `error`."
+    where = {"segment": 0, "start_s": 0.0, "end_s": 0.0} if segments else {"duration_s": 0.0}
+    row = _row("", np.full(len(labels), 1 / len(labels)), labels, **where)
+    return {**{k: type(v) for k, v in row.items()}, "error": str}
+
+# %% ../nbs/08_predict.ipynb #ae124ae1
+def _file_row(file: str,                        # the input's name
+              P: np.ndarray,                    # (n_windows, n_labels) probabilities
+              spans: list[tuple[float, float]], # (start_s, end_s) of each window
+              labels: list[str],
+              threshold: float = 0.0,           # `model_threshold`
+             ) -> dict:                         # `_row` with the file's duration
+    "One file's row from its windows: their probabilities weighted by duration."
+    w = np.array([e - s for s, e in spans], float)
+    return _row(file, w @ P / w.sum(), labels, threshold, duration_s=float(spans[-1][1]))
 
 # %% ../nbs/08_predict.ipynb #272e9b9d
 def per_file(windows: pd.DataFrame,  # `predict(..., segments=True)`
              labels: list[str],      # the model's labels (the probability columns)
+             threshold: float = 0.0, # `model_threshold`
             ) -> pd.DataFrame:       # file, duration_s, genre, probability, one column per label, error
-    "One row per file from its windows: their probabilities weighted by duration; a file's error is kept."
-    rows = []
-    for f, g in windows.groupby("file", sort=False):
-        if g.error.notna().any():
-            rows.append({"file": f, "error": g.error.iloc[0]})
-            continue
-        w = (g.end_s - g.start_s).to_numpy(float)
-        rows.append(_row(f, w @ g[labels].to_numpy(float) / w.sum(), labels, duration_s=float(g.end_s.max())))
-    df = pd.DataFrame(rows)
-    return df.assign(error=None) if "error" not in df else df
+    "One row per file from its windows (`_file_row`); a file's error is kept."
+    rows = [{"file": f, "error": g.error.iloc[0]} if g.error.notna().any()
+            else _file_row(f, g[labels].to_numpy(float), list(zip(g.start_s, g.end_s)), labels, threshold)
+            for f, g in windows.groupby("file", sort=False)]
+    return pd.DataFrame(rows, columns=list(row_schema(labels)))
+
+# %% ../nbs/08_predict.ipynb #d4967da3
+def _file_rows(name: str,          # the input's name
+               answer,             # `_attempt`'s: (probabilities, spans), or the error as one line
+               labels: list[str],
+               segments: bool = False,
+               threshold: float = 0.0, # `model_threshold`
+              ) -> list[dict]:
+    "The rows of one input, from what `_attempt` gave back."
+    if isinstance(answer, str): return [{"file": name, "error": answer}]
+    P, spans = answer
+    if not segments: return [_file_row(name, P, spans, labels, threshold)]
+    return [_row(name, p, labels, threshold, segment=k, start_s=s, end_s=e)
+            for k, ((s, e), p) in enumerate(zip(spans, P))]
+
+# %% ../nbs/08_predict.ipynb #f724c3c1
+def cores() -> int:
+    "The CPU cores this process may run on (its affinity; `os.cpu_count()` where the system has none)."
+    try: return len(os.sched_getaffinity(0))
+    except AttributeError: return os.cpu_count() or 1
+
+# %% ../nbs/08_predict.ipynb #f9003281
+_WATCHING: list = []   # the process this worker watches, once set
+
+def _watch_parent(pid: int):
+    "In a worker process: exit as soon as process `pid`, which started it, is gone."
+    if _WATCHING or pid == os.getpid(): return
+    _WATCHING.append(pid)
+    def watch():
+        while os.getppid() == pid: time.sleep(0.5)
+        os._exit(1)
+    threading.Thread(target=watch, name="genre_nb-watch-parent", daemon=True).start()
+
+# %% ../nbs/08_predict.ipynb #a39241e3
+_BLAS_ONE: list = []   # set once numpy's BLAS is kept to one thread in this worker
+
+def _one_blas_thread():
+    "Keep numpy's BLAS to one thread in this process from now on (once per worker process; `threadpoolctl`)."
+    if _BLAS_ONE: return
+    from threadpoolctl import threadpool_limits
+    threadpool_limits(1, user_api="blas")
+    _BLAS_ONE.append(True)
+
+# %% ../nbs/08_predict.ipynb #19363fe6
+def _work(i: int,           # the input's index
+          model, src,       # a loaded model; a path or a (waveform, sr) pair
+          window_s: float,
+          backend: str,
+          parent: int | None = None, # a local worker: the pid of the run, which it must not outlive
+         ) -> tuple[int, object]: # (i, `_attempt`'s answer)
+    "One input in a worker: its index and `_attempt`'s answer."
+    if parent: _watch_parent(parent)
+    _one_blas_thread()
+    if backend == "onnx":                                     # built once per worker, before any other
+        for net in onnx_nets(model): onnx_session(net, threads=1)
+    return i, _attempt(model, src, window_s, backend)
+
+# %% ../nbs/08_predict.ipynb #2f25a9a0
+def _threads(items: list, model, window_s: float, backend: str, jobs: int) -> Iterator[tuple[int, object]]:
+    "(index, `_attempt`'s answer) of each input as soon as it is done, `jobs` at a time in threads of this process."
+    from threadpoolctl import threadpool_limits
+    with threadpool_limits(1, user_api="blas"):
+        if jobs == 1:
+            for i, (_, src) in enumerate(items): yield i, _attempt(model, src, window_s, backend)
+            return
+        todo, running = iter(enumerate(items)), set()
+        with ThreadPoolExecutor(jobs) as pool:
+            while True:
+                for i, (_, src) in itertools.islice(todo, 2 * jobs - len(running)):
+                    running.add(pool.submit(lambda i, src: (i, _attempt(model, src, window_s, backend)), i, src))
+                if not running: return
+                done, running = wait(running, return_when=FIRST_COMPLETED)
+                for f in done: yield f.result()
+
+# %% ../nbs/08_predict.ipynb #835f0cad
+def _answers(items: list,      # (name, source) pairs from `audio_inputs`
+             model, window_s: float, backend: str,
+             jobs: int,        # files in flight at once (worker processes or threads)
+            ) -> Iterator[tuple[int, object]]: # (index, `_attempt`'s answer), as each input is done
+    "Every input's answer as soon as it is done: in worker processes or on a Dask cluster, or in threads here."
+    if len(items) > 1 or "joblib" in sys.modules:       # one file: no joblib to import, unless a cluster may wait
+        from joblib import Parallel, delayed
+        from joblib.parallel import get_active_backend
+        dask = type(get_active_backend()[0]).__module__.endswith("_dask")
+        if dask and backend != "onnx":
+            raise ParameterError("a Dask cluster runs the models with an ONNX path (musicnn transfer models); this "
+                                 "one runs on TensorFlow: predict without --scheduler")
+        if dask or (backend == "onnx" and jobs > 1 and len(items) >= 4 * jobs):
+            me = None if dask else os.getpid()
+            tasks = (delayed(_work)(i, model, src, window_s, backend, me) for i, (_, src) in enumerate(items))
+            yield from Parallel(-1 if dask else jobs, return_as="generator_unordered")(tasks)
+            return
+    yield from _threads(items, model, window_s, backend, jobs)
+
+# %% ../nbs/08_predict.ipynb #db7e29bb
+def _settings(model, window_s: float | None, backend: str | None, jobs: int | None) -> tuple:
+    "(model, labels, window_s, backend, jobs) of a run, checked."
+    m = model if isinstance(model, (TransferModel, training.Bundle)) else load_model(model)
+    win, be = check_float("window_s", window_s or model_window(m), MIN_SECONDS), resolve_backend(m, backend)
+    jobs = core.check_jobs("jobs", jobs) if jobs is not None else cores() if be == "onnx" else 1   # at most the cores
+    return m, model_labels(m), win, be, jobs
+
+# %% ../nbs/08_predict.ipynb #148f02f2
+def _predicted(items: list, model, labels: list[str], window_s: float, backend: str, jobs: int,
+               segments: bool = False, progress: bool = False,
+              ) -> Iterator[tuple[int, list[dict]]]: # (index, rows) as each input is done
+    "Every input's rows as soon as it is done, with a progress bar (files done, rate, time left) on stderr."
+    from tqdm.auto import tqdm
+    bar = dict(total=len(items), desc="predict", unit="file", disable=not progress or len(items) < 2, leave=False)
+    with tqdm(**bar) as bar:
+        for i, a in _answers(items, model, window_s, backend, jobs):
+            bar.update()
+            yield i, _file_rows(items[i][0], a, labels, segments, model_threshold(model))
+
+# %% ../nbs/08_predict.ipynb #c6fe5fa1
+def predict_iter(paths_or_arrays,          # files, folders, waveforms (22050 Hz) or (waveform, sr) pairs
+                 model=None,               # a model folder, a loaded model, or None (the default model)
+                 segments: bool = False,   # one row per window (a timeline) instead of one per file
+                 window_s: float | None = None, # window length (None: the model's own)
+                 progress: bool = False,   # a progress bar over the inputs (stderr)
+                 backend: str | None = None, # "auto", "onnx" or "tf" (None: $GENRE_NB_BACKEND, else "auto")
+                 jobs: int | None = None,  # files in flight at once (None: every core on ONNX Runtime, 1 on TensorFlow)
+                ) -> Iterator[dict]:       # `predict`'s rows, each input's as soon as it is done
+    "Classify audio as `predict` does, yielding the rows of each input as soon as it is done (in any order)."
+    m, labels, win, be, jobs = _settings(model, window_s, backend, jobs)
+    for _, rows in _predicted(audio_inputs(paths_or_arrays), m, labels, win, be, jobs, segments, progress):
+        yield from rows
 
 # %% ../nbs/08_predict.ipynb #f41b0c22
 def predict(paths_or_arrays,          # files, folders, waveforms (22050 Hz) or (waveform, sr) pairs
@@ -450,157 +803,421 @@ def predict(paths_or_arrays,          # files, folders, waveforms (22050 Hz) or 
             window_s: float | None = None, # window length (None: the model's own)
             progress: bool = False,   # a progress bar over the inputs (stderr)
             backend: str | None = None, # "auto", "onnx" or "tf" (None: $GENRE_NB_BACKEND, else "auto")
-            jobs: int | None = None,  # files in flight at once (None: up to 4 on the ONNX path, 1 on TensorFlow)
+            jobs: int | None = None,  # files in flight at once (None: every core on ONNX Runtime, 1 on TensorFlow)
            ) -> pd.DataFrame:         # file, [segment, start_s, end_s | duration_s,] genre, probability, labels, error
     "Classify audio, window by window: one row per input (or per window); an input that cannot be used gets an `error`."
-    from tqdm.auto import tqdm
-    m = model if isinstance(model, (TransferModel, training.Bundle)) else load_model(model)
-    labels, win = model_labels(m), check_float("window_s", window_s or model_window(m), MIN_SECONDS)
-    be, rows, items = resolve_backend(m, backend), [], audio_inputs(paths_or_arrays)
-    jobs = check_int("jobs", jobs) if jobs is not None else min(4, os.cpu_count() or 1) if be == "onnx" else 1
-    with ThreadPoolExecutor(jobs) as pool:   # files overlap: decoding, resampling, FFTs and onnxruntime release the GIL
-        answers = (pool.map if jobs > 1 else map)(lambda item: _attempt(m, item[1], win, be), items)
-        bar = dict(desc="predict", unit="file", disable=not progress or len(items) < 2, leave=False, total=len(items))
-        for (name, _), a in tqdm(zip(items, answers), **bar):
-            if isinstance(a, str):
-                rows.append({"file": name, "error": a})
-                continue
-            P, spans = a
-            rows += [_row(name, p, labels, segment=k, start_s=s, end_s=e)
-                     for k, ((s, e), p) in enumerate(zip(spans, P))]
-    df = pd.DataFrame(rows)
-    df = df.assign(error=None) if "error" not in df else df
-    return df if segments else per_file(df, labels)
+    m, labels, win, be, jobs = _settings(model, window_s, backend, jobs)
+    done = dict(_predicted(audio_inputs(paths_or_arrays), m, labels, win, be, jobs, segments, progress))
+    return pd.DataFrame([r for i in sorted(done) for r in done[i]], columns=list(row_schema(labels, segments)))
 
-# %% ../nbs/08_predict.ipynb #824d82f3
-CV_GRID = {"pool__kw_args": [{"pooling": p} for p in POOLINGS], "head__C": [0.01, 0.1, 1.0, 10.0]}
+# %% ../nbs/08_predict.ipynb #e3c09a04
+@dataclass(frozen=True)
+class Recipe:
+    "How a transfer model is made from labelled audio: views, pooling, the head's choices, training copies."
+    views: tuple[str, ...] = DEFAULT_VIEWS   # `<network>/<layer>` names (`view_dim`), or ("vggish",)
+    pooling: str = "mean+std"                # "mean" or "mean+std" of a clip's patches; "patch": every patch an example
+    Cs: tuple[float, ...] = (0.001,)         # L2 strength(s): several are chosen from by inner grouped folds
+    balanced: bool = True                    # class-balanced weights: every label counts the same
+    augment: tuple[str, ...] = ()            # training copies that break recording cues (`AUGMENTS`), training parts
+    def __post_init__(self):
+        for v in self.views: view_dim(v)
+        check_choice("pooling", self.pooling, (*POOLINGS, "patch"))
+        for a in self.augment: check_choice("augment", a, AUGMENTS)
+        if not self.Cs or min(self.Cs) <= 0: raise ParameterError("Cs must be positive L2 strengths")
 
-# %% ../nbs/08_predict.ipynb #9278d42a
+# %% ../nbs/08_predict.ipynb #2fa0d2e3
+@patch(as_prop=True)
+def name(self: Recipe) -> str:
+    "e.g. `MSD_musicnn/penultimate + MTT_vgg/pool5, mean+std, C 0.001, balanced`"
+    C = f"C {self.Cs[0]:g}" if len(self.Cs) == 1 else f"C {min(self.Cs):g}-{max(self.Cs):g}"
+    return ", ".join([" + ".join(self.views), self.pooling, C, "balanced" if self.balanced else "unbalanced",
+                      *([f"copies: {'+'.join(self.augment)}"] if self.augment else [])])
+
+# %% ../nbs/08_predict.ipynb #d123ba46
+def track_views(tracks: pd.DataFrame,       # track_id, path (and label)
+                views: Sequence[str],       # view names (`view_dim`)
+                augment: str | None = None, # embed a training copy (`augment_audio`) instead of the audio itself
+                cache_dir: Path | str | None = None, jobs: int = 1, progress: bool = True,
+               ) -> tuple[pd.DataFrame, dict[str, list[np.ndarray]]]: # tracks that embed; view -> (dim, n_patches)
+    "Per-patch embeddings of every track for each view, through the feature cache; a file that fails is left out."
+    from genre_nb import features as F
+    nets = dict.fromkeys(v.partition("/")[0] for v in views)
+    params = {n: ({} if n == "vggish" else {"musicnn": {"model": n, "layer": "all", "augment": augment}}) for n in nets}
+    feature = {n: "vggish" if n == "vggish" else "musicnn" for n in nets}
+    ok = np.ones(len(tracks), bool)
+    for n in nets:
+        res = F.extract(tracks, [feature[n]], jobs=jobs, cache_dir=cache_dir, params=params[n], progress=progress)
+        ok &= res.status.eq("ok").values
+        for r in res[res.status.ne("ok").values].itertuples(): _log.warning(f"left out {r.track_id}: {r.status}")
+    t = tracks[ok].reset_index(drop=True)
+    if t.empty: raise DataError("no track could be decoded and embedded")
+    out = {}
+    for n in nets:
+        arrays = F.load_features(t, feature[n], cache_dir=cache_dir, params=params[n], jobs=jobs)
+        if n == "vggish":
+            out["vggish"] = arrays
+            continue
+        offsets = np.cumsum([0, *net_layers(n).values()])
+        for layer, a, b in zip(net_layers(n), offsets[:-1], offsets[1:]):
+            if f"{n}/{layer}" in views: out[f"{n}/{layer}"] = [x[a:b] for x in arrays]
+    return t, out
+
+# %% ../nbs/08_predict.ipynb #7cbc44af
+def recipe_inputs(recipe: Recipe, views: dict[str, list[np.ndarray]]) -> list[np.ndarray]:
+    "Per track, the recipe's views stacked: (dim, n_patches), dim the sum of `view_dim` over `recipe.views`."
+    return [np.concatenate(parts, axis=0) for parts in zip(*(views[v] for v in recipe.views))]
+
+# %% ../nbs/08_predict.ipynb #4ead2980
+def _design(recipe: Recipe, E: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    "The head's rows and the track each row belongs to."
+    if recipe.pooling != "patch": return np.stack([pool_embedding(e) for e in E]), np.arange(len(E))
+    owner = np.repeat(np.arange(len(E)), [e.shape[1] for e in E])
+    return np.concatenate([np.asarray(e, np.float32).T for e in E]), owner
+
+# %% ../nbs/08_predict.ipynb #76dd2b11
+def fit_head(recipe: Recipe, E: Sequence[np.ndarray], y: np.ndarray, C: float, seed: int = 0):
+    "`head_pipeline` fitted on the recipe's rows (patch recipes: each track's patches weigh 1 in all)."
+    X, owner = _design(recipe, E)
+    pipe = head_pipeline("mean" if recipe.pooling == "mean" else "mean+std", C, seed, recipe.balanced)
+    w = None if recipe.pooling != "patch" else 1.0 / np.bincount(owner)[owner]
+    from threadpoolctl import threadpool_limits
+    with warnings.catch_warnings(), threadpool_limits(1):   # BLAS threads on these small matrices: 40x slower
+        warnings.simplefilter("ignore", UserWarning)
+        return pipe.fit(X, np.asarray(y)[owner], **({} if w is None else {"head__sample_weight": w}))
+
+# %% ../nbs/08_predict.ipynb #5fe619c3
+def head_proba(recipe: Recipe, pipe, E: Sequence[np.ndarray], k: int) -> np.ndarray:
+    "(n_tracks, k) probabilities of a fitted head; a patch recipe averages each track's log-probabilities."
+    X, owner = _design(recipe, E)
+    P = np.zeros((len(X), k))
+    P[:, pipe.classes_] = pipe.predict_proba(X)
+    if recipe.pooling != "patch": return P
+    L = np.zeros((len(E), k))
+    np.add.at(L, owner, np.log(np.clip(P, 1e-12, 1)))
+    L /= np.bincount(owner, minlength=len(E))[:, None]
+    e = np.exp(L - L.max(1, keepdims=True))
+    return e / e.sum(1, keepdims=True)
+
+# %% ../nbs/08_predict.ipynb #5fbf4fc6
 def _folds(n_splits: int, seed: int):
     from sklearn.model_selection import StratifiedGroupKFold
     return StratifiedGroupKFold(n_splits, shuffle=True, random_state=seed)
 
-# %% ../nbs/08_predict.ipynb #58d63687
-def tune_head(X: np.ndarray, y: np.ndarray, groups: np.ndarray, folds: int = 5, seed: int = 42):
-    "Grid search (pooling, C) of `head_pipeline` over grouped, stratified folds; the fitted search."
-    import warnings
-    from sklearn.model_selection import GridSearchCV
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)   # "the least populated class has only k members"
-        search = GridSearchCV(head_pipeline(seed=seed), CV_GRID, cv=_folds(folds, seed), n_jobs=1)
-        return search.fit(X, y, groups=groups)
+# %% ../nbs/08_predict.ipynb #2a1d6a3b
+def _inner_splits(y: np.ndarray, groups: np.ndarray, folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    "The grouped, stratified folds of `y` whose training part holds two labels or more; [] if none can be made."
+    k = min(folds, len(set(groups)))
+    if k < 2: return []
+    try: splits = list(_folds(k, seed).split(np.zeros(len(y)), y, groups))
+    except ValueError: return []                     # e.g. every label has fewer tracks than folds
+    return [(tr, te) for tr, te in splits if len(np.unique(y[tr])) >= 2]
 
-# %% ../nbs/08_predict.ipynb #1874b0c9
-def nested_cv(X: np.ndarray,       # (n, d) clip vectors
-              y: np.ndarray,       # (n,) label indices
-              groups: np.ndarray,  # (n,) from `cv_groups`
-              folds: int = 5, repeats: int = 2, seed: int = 42,
-             ) -> tuple[pd.DataFrame, np.ndarray]: # per fold (repeat, fold, accuracy, pooling, C); out-of-fold proba
-    "Held-out accuracy of tuning + fitting, on grouped folds, repeated with reshuffled folds."
-    rows, oof, k = [], np.zeros((len(y), int(y.max()) + 1)), int(y.max()) + 1
+# %% ../nbs/08_predict.ipynb #89493a89
+def tune_C(recipe: Recipe, E: Sequence[np.ndarray], y: np.ndarray, groups: np.ndarray, folds: int = 4,
+           seed: int = 42) -> float:
+    "The recipe's L2 strength with the best inner grouped-fold accuracy (the middle one when none can be measured)."
+    Cs = sorted(recipe.Cs)
+    splits = _inner_splits(y, groups, folds, seed) if len(Cs) > 1 else []
+    if not splits: return Cs[(len(Cs) - 1) // 2]
+    k, E = int(y.max()) + 1, list(E)
+    acc = [np.mean([np.mean(head_proba(recipe, fit_head(recipe, [E[j] for j in tr], y[tr], C, seed), [E[j] for j in te],
+                                       k).argmax(1) == y[te]) for tr, te in splits]) for C in Cs]
+    return Cs[int(np.argmax(acc))]
+
+# %% ../nbs/08_predict.ipynb #ffd32072
+def fit_recipe(recipe: Recipe, E: Sequence[np.ndarray], y: np.ndarray, groups: np.ndarray, seed: int = 42,
+               copies: Sequence[Sequence[np.ndarray]] = (), # training copies, one list per kind, aligned with E
+               folds: int = 4,                              # inner folds for `tune_C`
+              ) -> tuple[object, float]:                    # the fitted head, its L2 strength
+    "Tune the L2 strength on `E`, then fit the head on `E` and its copies."
+    if len(np.unique(y)) < 2: raise DataError("a fold leaves a single label to train on")
+    C = tune_C(recipe, E, y, groups, folds, seed)
+    allE = list(E) + [e for c in copies for e in c]
+    return fit_head(recipe, allE, np.tile(y, 1 + len(copies)), C, seed), C
+
+# %% ../nbs/08_predict.ipynb #0e2b249a
+def protocol_cv(E: Sequence[np.ndarray],   # per track: (dim, n_patches), `recipe_inputs`
+                y: np.ndarray,             # (n,) label indices
+                groups: np.ndarray,        # (n,) `cv_groups`
+                recipe: Recipe,
+                folds: int = 5, repeats: int = 3, seed: int = 42,
+                copies: Sequence[Sequence[np.ndarray]] = (), # training copies, aligned with E
+                progress: bool = False,
+               ) -> tuple[pd.DataFrame, np.ndarray]:  # per fold: repeat, fold, n_test, accuracy, C; (repeats, n, k)
+    "Out-of-fold probabilities of the whole recipe (tuning included) on grouped, stratified folds, repeated."
+    from tqdm.auto import tqdm
+    k, E, rows = int(y.max()) + 1, list(E), []
+    oof = np.zeros((repeats, len(y), k))
+    bar = tqdm(total=repeats * folds, desc="protocol", unit="fold", disable=not progress, leave=False)
     for r in range(repeats):
-        for i, (tr, te) in enumerate(_folds(folds, seed + r).split(X, y, groups)):
-            counts = np.bincount(y[tr], minlength=k)
-            inner = int(np.clip(counts[counts > 0].min(), 2, folds - 1 if folds > 2 else 2))
-            s = tune_head(X[tr], y[tr], groups[tr], inner, seed + r)
-            p = s.predict_proba(X[te])
-            if r == 0: oof[np.ix_(te, s.classes_)] = p
-            acc = float(np.mean(s.classes_[p.argmax(1)] == y[te]))
-            rows.append({"repeat": r, "fold": i, "n_test": len(te), "accuracy": acc,
-                         "pooling": s.best_params_["pool__kw_args"]["pooling"], "C": s.best_params_["head__C"]})
+        for i, (tr, te) in enumerate(_folds(folds, seed + r).split(np.zeros(len(y)), y, groups)):
+            inner = int(np.clip(np.bincount(y[tr])[np.bincount(y[tr]) > 0].min(), 2, max(2, folds - 1)))
+            pipe, C = fit_recipe(recipe, [E[j] for j in tr], y[tr], groups[tr], seed + r,
+                                 [[c[j] for j in tr] for c in copies], inner)
+            oof[r, te] = head_proba(recipe, pipe, [E[j] for j in te], k)
+            acc = float(np.mean(oof[r, te].argmax(1) == y[te]))
+            rows.append({"repeat": r, "fold": i, "n_test": len(te), "accuracy": acc, "C": C})
+            bar.update()
+    bar.close()
     return pd.DataFrame(rows), oof
 
-# %% ../nbs/08_predict.ipynb #6348f5da
-def clip_vectors(tracks: pd.DataFrame,       # track_id, path (and label)
-                 embedding: str = "musicnn", # "musicnn" or "vggish"
-                 cache_dir: Path | str | None = None, jobs: int = 1, progress: bool = True,
-                ) -> tuple[pd.DataFrame, np.ndarray]: # the tracks that decode (+ content_hash), (n, 2 * dim) vectors
-    "Pooled embeddings of every track, through the feature cache; a file that fails is left out with a log line."
-    from genre_nb import features as F
-    res = F.extract(tracks, [embedding], jobs=jobs, cache_dir=cache_dir, progress=progress)
-    ok = res.status.eq("ok").values
-    for r in res[~ok].itertuples(): _log.warning(f"left out {r.track_id}: {r.status}")
-    t = tracks[ok].reset_index(drop=True).assign(content_hash=res.content_hash[ok].values)
-    if t.empty: raise DataError("no track could be decoded and embedded")
-    return t, np.stack([pool_embedding(E) for E in F.load_features(t, embedding, cache_dir=cache_dir, jobs=jobs)])
+# %% ../nbs/08_predict.ipynb #f85adca4
+def source_holdouts(tracks: pd.DataFrame,  # label, source
+                   ) -> list[tuple[str, np.ndarray]]: # (source, mask of its tracks whose label another source has)
+    "What leave-one-source-out holds out: per source, its tracks of the labels it shares with another source."
+    out = []
+    for s in sorted(tracks.source.unique()):
+        mine = (tracks.source == s).to_numpy()
+        shared = set(tracks.label[mine]) & set(tracks.label[~mine])
+        if shared: out.append((s, mine & tracks.label.isin(shared).to_numpy()))
+    return out
 
-# %% ../nbs/08_predict.ipynb #6e425ae6
+# %% ../nbs/08_predict.ipynb #3c06c6c8
+def leave_source_out(E: Sequence[np.ndarray], y: np.ndarray, tracks: pd.DataFrame, recipe: Recipe, labels: list[str],
+                     seed: int = 42, copies: Sequence[Sequence[np.ndarray]] = (),
+                    ) -> pd.DataFrame: # held_out, label ("all" for the source), n_test, accuracy
+    "Accuracy on each source held out entirely for the labels it shares, per label and in all."
+    rows, E = [], list(E)
+    for s, te in source_holdouts(tracks):
+        tr = np.where(~te)[0]
+        pipe, _ = fit_recipe(recipe, [E[j] for j in tr], y[tr], cv_groups(tracks.iloc[tr]), seed,
+                             [[c[j] for j in tr] for c in copies])
+        hit = head_proba(recipe, pipe, [E[j] for j in np.where(te)[0]], len(labels)).argmax(1) == y[te]
+        for lab in sorted(set(y[te])):
+            m = y[te] == lab
+            rows.append({"held_out": s, "label": labels[lab], "n_test": int(m.sum()), "accuracy": float(hit[m].mean())})
+        rows.append({"held_out": s, "label": "all", "n_test": int(te.sum()), "accuracy": float(hit.mean())})
+    return pd.DataFrame(rows, columns=["held_out", "label", "n_test", "accuracy"])
+
+# %% ../nbs/08_predict.ipynb #dc7e4f9f
+def protocol_summary(tracks: pd.DataFrame, y: np.ndarray, cv: pd.DataFrame, oof: np.ndarray,
+                     groups: np.ndarray) -> dict:
+    "accuracy and std over folds, std over repeats, unseen-artist accuracy, accuracy per source (out-of-fold)."
+    hit = oof.argmax(2) == y[None]                              # (repeats, n)
+    art = np.array([g.startswith("artist:") for g in groups])
+    by_rep = hit.mean(1)
+    return {"accuracy": float(cv.accuracy.mean()), "std": float(cv.accuracy.std(ddof=1)) if len(cv) > 1 else 0.0,
+            "repeat_std": float(by_rep.std(ddof=1)) if len(by_rep) > 1 else 0.0,
+            "unseen_artist_accuracy": float(hit[:, art].mean()) if art.any() else None,
+            "unseen_artist_tracks": int(art.sum()),
+            "by_source": {s: float(hit[:, (tracks.source == s).to_numpy()].mean())
+                          for s in sorted(tracks.source.unique())}}
+
+# %% ../nbs/08_predict.ipynb #49d4301d
+def protocol_report(tracks: pd.DataFrame, y: np.ndarray, oof: np.ndarray, groups: np.ndarray,
+                    labels: list[str]) -> pd.DataFrame:
+    "Per label: tracks, sources, known artists, how held out, recall (mean, std over repeats), precision, f1."
+    pred, R = oof.argmax(2), oof.shape[0]
+    rep = classification_report_df(np.tile(y, R), pred.ravel(), labels).rename(columns={"genre": "label"})
+    rep = rep[rep.label.isin(labels)].set_index("label")
+    rows = []
+    for i, l in enumerate(labels):
+        m = y == i
+        rec = (pred[:, m] == i).mean(1)
+        held = {g.split(":")[0] for g in groups[m]}
+        rows.append({"label": l, "tracks": int(m.sum()), "sources": ", ".join(sorted(set(tracks.source[m]))),
+                     "known_artists": int(tracks.artist[m].dropna().nunique()),
+                     "held_out_by": held.pop() if len(held) == 1 else "artist or track",
+                     "recall": float(rec.mean()), "recall_std": float(rec.std(ddof=1)) if R > 1 else 0.0,
+                     "precision": float(rep.loc[l, "precision"]), "f1": float(rep.loc[l, "f1"])})
+    return pd.DataFrame(rows)
+
+# %% ../nbs/08_predict.ipynb #4d6d3074
+def calibrate(P: np.ndarray, T: float) -> np.ndarray:
+    "Probabilities at temperature `T`: softmax(log P / T) (the same as dividing the head's logits by `T`)."
+    L = np.log(np.clip(P, 1e-12, 1)) / T
+    e = np.exp(L - L.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+# %% ../nbs/08_predict.ipynb #1fa509dc
+def fit_temperature(P: np.ndarray,  # (n, k) held-out probabilities
+                    y: np.ndarray,  # (n,) true label indices
+                   ) -> float:      # T in [0.05, 20]
+    "The temperature minimising the negative log-likelihood of `calibrate(P, T)`."
+    from scipy.optimize import minimize_scalar
+    nll = lambda t: -np.mean(np.log(np.clip(calibrate(P, np.exp(t))[np.arange(len(y)), y], 1e-12, 1)))
+    return float(np.exp(minimize_scalar(nll, bounds=(np.log(0.05), np.log(20)), method="bounded").x))
+
+# %% ../nbs/08_predict.ipynb #e903a930
+def reliability(P: np.ndarray, y: np.ndarray, bins: int = 10) -> pd.DataFrame:
+    "bin (upper edge), n, confidence (mean top probability), accuracy, per bin with answers."
+    top, hit = P.max(1), P.argmax(1) == y
+    b = np.minimum((top * bins).astype(int), bins - 1)
+    rows = [{"bin": (i + 1) / bins, "n": int((b == i).sum()), "confidence": float(top[b == i].mean()),
+             "accuracy": float(hit[b == i].mean())} for i in range(bins) if (b == i).any()]
+    return pd.DataFrame(rows)
+
+# %% ../nbs/08_predict.ipynb #074daa05
+def calibration_error(P: np.ndarray, y: np.ndarray, bins: int = 10) -> float:
+    "Expected calibration error (weighted mean |accuracy - confidence| over the reliability bins)."
+    r = reliability(P, y, bins)
+    return float((r.n * (r.accuracy - r.confidence).abs()).sum() / r.n.sum())
+
+# %% ../nbs/08_predict.ipynb #c9a4cf11
+def cross_calibrate(P: np.ndarray, y: np.ndarray, groups: np.ndarray, seed: int = 0) -> np.ndarray:
+    "`P` calibrated half by half: each half of the groups at the temperature fitted on the other half."
+    rng = np.random.default_rng(seed)
+    half = dict(zip(np.unique(groups), rng.permutation(len(np.unique(groups))) % 2))
+    side, out = np.array([half[g] for g in groups]), np.empty_like(P)
+    for s in (0, 1): out[side == s] = calibrate(P[side == s], fit_temperature(P[side != s], y[side != s]))
+    return out
+
+# %% ../nbs/08_predict.ipynb #ba23f657
+def uncertain_threshold(P: np.ndarray, y: np.ndarray, min_answers: int = 10,
+                        grid: Sequence[float] = tuple(np.round(np.arange(0.2, 0.81, 0.05), 2))) -> float:
+    "The largest `t` of `grid` below which answers are right less than half the time (0.0: none)."
+    top, hit = P.max(1), P.argmax(1) == y
+    ok = [t for t in grid if (top < t).sum() >= min_answers and hit[top < t].mean() < 0.5]
+    return float(max(ok)) if ok else 0.0
+
+# %% ../nbs/08_predict.ipynb #9533875d
+def reliability_figure(curves: dict[str, pd.DataFrame], # name -> `reliability` table
+                       threshold: float | None = None,  # the uncertainty threshold, drawn as a line
+                       title: str = "",
+                      ):                                # a matplotlib Figure
+    "Reliability diagram: accuracy vs mean top probability per bin, the diagonal, and how many answers per bin."
+    from matplotlib.figure import Figure
+    fig = Figure(figsize=(6, 5))
+    ax = fig.subplots()
+    ax.plot([0, 1], [0, 1], color="0.6", ls="--", lw=1, label="calibrated")
+    for i, (name, r) in enumerate(curves.items()):
+        ax.plot(r.confidence, r.accuracy, "o-", color=f"C{i}", label=name)
+        for c, a, n in zip(r.confidence, r.accuracy, r.n):
+            ax.annotate(str(n), (c, a), fontsize=7, xytext=(3, -9), textcoords="offset points", color=f"C{i}")
+    if threshold: ax.axvline(threshold, color="C3", lw=1, ls=":", label=f"uncertain below {threshold:.2f}")
+    ax.set(xlabel="top probability (mean per bin)", ylabel="accuracy of those answers", xlim=(0, 1), ylim=(0, 1.02),
+           title=title)
+    ax.legend(fontsize=8, loc="upper left")
+    return fig
+
+# %% ../nbs/08_predict.ipynb #ee38add6
+def usable_labelled(tracks: pd.DataFrame,  # from `labelled_tracks`
+                    jobs: int = 1,         # audit workers
+                    where: str = "the training data", # for the message
+                   ) -> pd.DataFrame:      # the usable rows, re-indexed
+    "The tracks the audit passes (one log line per file left out), with two labels of two files still."
+    ok = audit(tracks, MIN_SECONDS, jobs=jobs).status.eq("ok").values
+    return check_label_counts(tracks[ok].reset_index(drop=True), where, "usable")
+
+# %% ../nbs/08_predict.ipynb #a5cfdbaa
 @dataclass
 class TrainReport:
-    "What `train` gives back: the model, the cross-validation per fold, out-of-fold predictions, a per-label report."
+    "What `train` gives back: the model, and the protocol's evidence."
     model: TransferModel
-    cv: pd.DataFrame           # kind (grouped / strict), repeat, fold, n_test, accuracy, pooling, C
-    predictions: pd.DataFrame  # out-of-fold: track_id, label, predicted, probability (grouped CV, first repeat)
-    report: pd.DataFrame       # per-label precision, recall, f1, support (out-of-fold)
+    cv: pd.DataFrame           # per fold: repeat, fold, n_test, accuracy, C
+    predictions: pd.DataFrame  # out-of-fold, first repeat, calibrated: track_id, label, source, predicted, probability
+    report: pd.DataFrame       # per label (`protocol_report`)
+    sources: pd.DataFrame      # leave one source out (`leave_source_out`)
+    reliability: pd.DataFrame  # kind (raw / calibrated), bin, n, confidence, accuracy
     def figure(self, title: str | None = None):
-        "Confusion heatmap of the out-of-fold predictions."
+        "Confusion heatmap of the out-of-fold predictions (first repeat)."
         L, p = self.model.labels, self.predictions
         return confusion_heatmap([L.index(x) for x in p.label], [L.index(x) for x in p.predicted], title, L)
+    def reliability_figure(self, title: str = ""):
+        "The reliability diagram of the protocol's held-out answers, raw and calibrated."
+        curves = {k: g for k, g in self.reliability.groupby("kind", sort=False)}
+        return reliability_figure(curves, self.model.meta.get("uncertain_below"), title)
 
-# %% ../nbs/08_predict.ipynb #d6fc612a
-def _summary(cv: pd.DataFrame, kind: str) -> dict:
-    a = cv[cv.kind == kind].accuracy
-    return {"accuracy": float(a.mean()), "std": float(a.std(ddof=1)) if len(a) > 1 else 0.0}
-
-# %% ../nbs/08_predict.ipynb #0eb9813f
-def _transfer_meta(tracks: pd.DataFrame, labels: list[str], embedding: str, name: str | None, seed: int,
-                   cv: dict) -> dict:
-    "What a transfer model says about itself: embedding, window, training data (named, never a path), cross-validation."
-    return {"embedding": {"name": embedding, **(MUSICNN_DEFAULT if embedding == "musicnn" else {}), "sr": 16000},
+# %% ../nbs/08_predict.ipynb #5772d2d9
+def _transfer_meta(tracks: pd.DataFrame, labels: list[str], recipe: Recipe, name: str | None, seed: int,
+                   cv: dict, temperature: float = 1.0, uncertain_below: float = 0.0) -> dict:
+    "The model's own record: embedding, window, recipe, training data, estimate, calibration."
+    vggish = list(recipe.views) == ["vggish"]
+    sources = tracks.groupby("source").size().to_dict() if "source" in tracks else {}
+    return {"embedding": {"name": "vggish"} if vggish else {"name": "musicnn", "views": list(recipe.views)},
             # 10 musicnn patches; 32 VGGish frames
-            "window_s": 10 * MUSICNN_FRAMES * 256 / 16000 if embedding == "musicnn" else 30.72,
-            "trained_on": {"name": name or Path(str(tracks.path.iloc[0])).parents[1].name, "tracks": len(tracks),
-                           "labels": len(labels),
+            "window_s": 30.72 if vggish else 10 * MUSICNN_FRAMES * 256 / 16000,
+            "recipe": recipe.name,
+            "trained_on": {"name": name or ", ".join(sources) or Path(str(tracks.path.iloc[0])).parents[1].name,
+                           "tracks": len(tracks), "labels": len(labels), "sources": sources,
                            "fingerprint": fingerprint(tracks.rename(columns={"label": "genre"}))},
-            "cv": cv, "seed": seed, "genre_nb": core.package_version(),
-            "date": datetime.datetime.now().isoformat(timespec="seconds")}
+            "cv": cv, "temperature": temperature, "uncertain_below": uncertain_below, "seed": seed,
+            "genre_nb": core.package_version(), "date": datetime.datetime.now().isoformat(timespec="seconds")}
 
-# %% ../nbs/08_predict.ipynb #e42fed75
-def train(data,                        # a labelled folder (one subfolder per label), or a `labelled_tracks` table
-          embedding: str = "musicnn",  # the pretrained clip embedding
-          folds: int = 5,              # outer folds (fewer if a label has fewer tracks)
-          repeats: int = 2,            # repetitions with reshuffled folds
+# %% ../nbs/08_predict.ipynb #28550c54
+def train(data,                        # a labelled folder, several (labels merged by name), or `labelled_tracks`
+          embedding: str = "musicnn",  # "musicnn" (the default recipe's views) or "vggish"
+          folds: int = 5,              # outer folds (fewer if a label has fewer tracks or groups)
+          repeats: int = 3,            # repetitions with reshuffled folds
           seed: int = 42,
-          name: str | None = None,     # how the training data is named in the model (default: the folder's name)
-          strict: bool = True,         # also estimate strict leave-artist-out accuracy (when artists are known)
+          name: str | None = None,     # how the training data is named in the model (default: its sources)
+          recipe: Recipe | None = None, # how to make the model (default: `Recipe()`; VGGish's for "vggish")
           cache_dir: Path | str | None = None, jobs: int = 1, progress: bool = True,
          ) -> TrainReport:
-    "Train the transfer model on real labelled audio and estimate its accuracy honestly (nested, artist-grouped CV)."
+    "Train the transfer model on real labelled audio; estimate its accuracy by the protocol (artists, sources apart)."
     check_choice("embedding", embedding, ("musicnn", "vggish"))
     folds, repeats, seed = check_int("folds", folds, 2), check_int("repeats", repeats, 1), check_int("seed", seed, 0)
+    recipe = recipe or (Recipe() if embedding == "musicnn" else Recipe(("vggish",)))
+    if recipe.pooling == "patch": raise ParameterError("a patch recipe is compared in the study, not saved as a model")
     tracks = data if isinstance(data, pd.DataFrame) else labelled_tracks(data)
-    tracks, X = clip_vectors(tracks, embedding, cache_dir, jobs, progress)
-    labels = sorted(tracks.label.unique())
-    y = np.array([labels.index(l) for l in tracks.label])
-    if len(labels) < 2: raise DataError("fewer than two labels have usable tracks")
-    g, gs = cv_groups(tracks), cv_groups(tracks, strict=True)
+    tracks = usable_labelled(tracks.assign(source=tracks.get("source", "data")), jobs)
+    tracks, V = track_views(tracks, recipe.views, cache_dir=cache_dir, jobs=jobs, progress=progress)
+    copies = [recipe_inputs(recipe, track_views(tracks, recipe.views, a, cache_dir, jobs, progress)[1])
+              for a in recipe.augment]
+    E, labels = recipe_inputs(recipe, V), sorted(tracks.label.unique())
+    y, g = np.array([labels.index(l) for l in tracks.label]), cv_groups(tracks)
     folds = min(folds, int(np.bincount(y).min()), len(set(g)))
     if folds < 2: raise DataError("every label needs at least 2 usable tracks for cross-validation")
-    cv, oof = nested_cv(X, y, g, folds, repeats, seed)
-    cvs = [cv.assign(kind="grouped")]
-    if strict and (gs != g).any() and len(set(gs)) >= folds:
-        cvs.append(nested_cv(X, y, gs, folds, repeats, seed)[0].assign(kind="strict"))
-    cv = pd.concat(cvs, ignore_index=True)[["kind", "repeat", "fold", "n_test", "accuracy", "pooling", "C"]]
-    final = tune_head(X, y, g, folds, seed).best_estimator_
-    meta = _transfer_meta(tracks, labels, embedding, name, seed, {
-        **_summary(cv, "grouped"), "folds": folds, "repeats": repeats,
-        "single_artist_labels": single_artist_labels(tracks, g),
-        **({f"strict_{k}": v for k, v in _summary(cv, "strict").items()} if (cv.kind == "strict").any() else {})})
-    model = transfer_from_pipeline(final, labels, meta)
-    pred = pd.DataFrame({"track_id": tracks.track_id, "label": tracks.label,
-                         "predicted": [labels[i] for i in oof.argmax(1)],
-                         "probability": oof.max(1)})
-    rep = classification_report_df(y, oof.argmax(1), labels).rename(columns={"genre": "label"})
-    return TrainReport(model, cv, pred, rep)
+    cv, oof = protocol_cv(E, y, g, recipe, folds, repeats, seed, copies, progress)
+    lso = leave_source_out(E, y, tracks, recipe, labels, seed, copies)
+    flat_P, flat_y = oof.reshape(-1, len(labels)), np.tile(y, repeats)
+    T = fit_temperature(flat_P, flat_y)
+    crossed = cross_calibrate(flat_P, flat_y, np.tile(g, repeats), seed)
+    threshold = uncertain_threshold(crossed, flat_y)
+    summary = {"protocol": "artists and sources kept apart", **protocol_summary(tracks, y, cv, oof, g), "folds": folds,
+               "repeats": repeats, "unchecked_labels": unchecked_labels(tracks, g),
+               "leave_source_out": lso[lso.label == "all"].drop(columns="label").to_dict("records"),
+               "calibration_error": {"raw": calibration_error(flat_P, flat_y),
+                                     "calibrated": calibration_error(crossed, flat_y)}}
+    pipe, C = fit_recipe(recipe, E, y, g, seed, copies, max(2, folds - 1))
+    meta = _transfer_meta(tracks, labels, recipe, name, seed, {**summary, "C": C}, T, threshold)
+    model = transfer_from_pipeline(pipe, labels, meta)
+    P0 = calibrate(oof[0], T)
+    pred = pd.DataFrame({"track_id": tracks.track_id, "label": tracks.label, "source": tracks.source,
+                         "predicted": [labels[i] for i in P0.argmax(1)], "probability": P0.max(1)})
+    rel = pd.concat([reliability(flat_P, flat_y).assign(kind="raw"),
+                     reliability(crossed, flat_y).assign(kind="calibrated")])
+    return TrainReport(model, cv, pred, protocol_report(tracks, y, oof, g, labels), lso, rel)
 
 # %% ../nbs/08_predict.ipynb #6119e7f1
 def save_training(rep: TrainReport,       # from `train`
-                  out: Path | str,         # the model folder to write (replaced atomically)
+                  out: Path | str,         # the model folder: new, empty, or a model folder to replace with `force`
+                  force: bool = False,     # replace an existing model folder
                  ) -> Path:
-    "The model folder (`model.json`, `weights.npz`, README) plus its evidence: cv, predictions, report, confusion.png."
-    out = save_transfer(rep.model, out)
-    for name, df in (("cv.csv", rep.cv), ("predictions.csv", rep.predictions), ("report.csv", rep.report)):
-        write_text(out / name, df.to_csv(index=False))
-    fig = rep.figure(f"{trained_on(rep.model)}: out-of-fold predictions")
-    with atomic_write(out / "confusion.png", "wb") as f: fig.savefig(f, format="png", dpi=90, bbox_inches="tight")
-    return out
+    "The model folder (`model.json`, `weights.npz`, README) plus its evidence: the protocol's tables and figures."
+    def png(fig) -> bytes:
+        b = io.BytesIO()
+        fig.savefig(b, format="png", dpi=90, bbox_inches="tight")
+        return b.getvalue()
+    evidence = {f"{k}.csv": getattr(rep, k).to_csv(index=False)
+                for k in ("cv", "predictions", "report", "sources", "reliability")}
+    evidence |= {"confusion.png": png(rep.figure(f"{trained_on(rep.model)}: out-of-fold predictions")),
+                 "reliability.png": png(rep.reliability_figure(f"{trained_on(rep.model)}: reliability (held out)"))}
+    return save_transfer(rep.model, out, force, evidence)
+
+# %% ../nbs/08_predict.ipynb #cc9b9f03
+def compare_recipes(tracks: pd.DataFrame,        # usable labelled tracks (`usable_labelled`), with `source`
+                    recipes: Sequence[Recipe],   # the candidates
+                    folds: int = 5, repeats: int = 3, seed: int = 42,
+                    cache_dir: Path | str | None = None, jobs: int = 1, progress: bool = True,
+                   ) -> pd.DataFrame:            # one row per recipe
+    "The protocol's figures for every candidate recipe, on the same tracks and folds."
+    import time
+    views = list(dict.fromkeys(v for r in recipes for v in r.views))
+    tracks, V = track_views(tracks, views, cache_dir=cache_dir, jobs=jobs, progress=progress)
+    wanted = {a: list(dict.fromkeys(v for r in recipes if a in r.augment for v in r.views))
+              for r in recipes for a in r.augment}
+    copies = {a: track_views(tracks, vs, a, cache_dir, jobs, progress)[1] for a, vs in wanted.items()}
+    labels = sorted(tracks.label.unique())
+    y, g, rows = np.array([labels.index(l) for l in tracks.label]), cv_groups(tracks), []
+    for r in recipes:
+        t0, E, C = time.perf_counter(), recipe_inputs(r, V), [recipe_inputs(r, copies[a]) for a in r.augment]
+        cv, oof = protocol_cv(E, y, g, r, folds, repeats, seed, C)
+        s, lso = protocol_summary(tracks, y, cv, oof, g), leave_source_out(E, y, tracks, r, labels, seed, C)
+        rep = protocol_report(tracks, y, oof, g, labels)
+        rows.append({"recipe": r.name, "accuracy": s["accuracy"], "std": s["std"], "repeat_std": s["repeat_std"],
+                     "unseen_artists": s["unseen_artist_accuracy"], **{f"on {k}": v for k, v in s["by_source"].items()},
+                     **{f"{x.held_out} held out": x.accuracy for x in lso[lso.label == "all"].itertuples()},
+                     "worst_label": f"{rep.label[rep.recall.idxmin()]} {rep.recall.min():.2f}",
+                     "seconds": time.perf_counter() - t0})
+    return pd.DataFrame(rows)

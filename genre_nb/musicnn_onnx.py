@@ -4,22 +4,22 @@
 
 # %% ../nbs/02b_musicnn_onnx.ipynb #6477b1e1
 from __future__ import annotations
-import hashlib, importlib.metadata, threading
+import hashlib, importlib.metadata, os, threading
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
 from .core import atomic_write, check_choice, get_logger, write_text
-from .embeddings import (EMBEDDING_SR, MUSICNN_FRAMES, MUSICNN_MELS, EmbeddingUnavailable, musicnn_patches,
-                                 to_16k)
+from .embeddings import (EMBEDDING_SR, MUSICNN_FRAMES, MUSICNN_MELS, VGG_MODELS, EmbeddingUnavailable,
+                                 musicnn_patches, to_16k)
 
 _log = get_logger("genre_nb.musicnn_onnx")
 
 # %% auto #0
-__all__ = ['N_FFT', 'HOP', 'ONNX_MODELS', 'ONNX_LAYERS', 'ONNX_OPSET', 'hz_to_mel', 'mel_to_hz', 'mel_filters', 'numpy_logmel',
-           'onnx_dir', 'onnx_file', 'file_sha256', 'export_onnx', 'OnnxUnavailable', 'check_onnx', 'onnx_session',
-           'onnx_outputs']
+__all__ = ['N_FFT', 'HOP', 'ONNX_LAYERS', 'ONNX_MODELS', 'ONNX_OPSET', 'ONNX_BATCH', 'hz_to_mel', 'mel_to_hz', 'mel_filters',
+           'numpy_logmel', 'onnx_dir', 'onnx_file', 'file_sha256', 'export_onnx', 'OnnxUnavailable', 'check_onnx',
+           'onnx_session', 'patch_outputs', 'onnx_outputs']
 
 # %% ../nbs/02b_musicnn_onnx.ipynb #69018623
 N_FFT, HOP = 512, 256  # musicnn's STFT at 16 kHz: 32 ms frames every 16 ms
@@ -70,9 +70,11 @@ def numpy_logmel(y: np.ndarray,  # waveform, (n,) or (channels, n)
     return np.log10(10000 * (P @ mel_filters().T) + 1)
 
 # %% ../nbs/02b_musicnn_onnx.ipynb #5f9bb2da
-ONNX_MODELS = ("MSD_musicnn",)               # the musicnn models exported to ONNX and shipped
-ONNX_LAYERS = ("penultimate", "taggram")     # the outputs of the exported graph, in this order
+ONNX_LAYERS = {"MSD_musicnn": ("penultimate", "taggram"),  # model -> the outputs of its exported graph, in order
+               "MTT_vgg": ("pool5", "taggram")}
+ONNX_MODELS = tuple(ONNX_LAYERS)             # the networks of the wheel exported to ONNX and shipped
 ONNX_OPSET = 17
+ONNX_BATCH = 1   # patches per run: on CPU no batch is faster per patch, and the memory arena grows with it
 
 # %% ../nbs/02b_musicnn_onnx.ipynb #a83cff77
 def onnx_dir() -> Path:
@@ -105,16 +107,17 @@ def _licence() -> str:
 def export_onnx(model: str = "MSD_musicnn",       # a name in `ONNX_MODELS`
                 folder: Path | str | None = None, # where to write (None: the package's `onnx_dir()`)
                ) -> Path:                         # the .onnx file (its .sha256 and the licence beside it)
-    "Development time: musicnn's Keras 3 port as ONNX (`ONNX_LAYERS`), with its sha256 and musicnn's licence."
+    "Development time: a Keras 3 port of the wheel's networks as ONNX (`ONNX_LAYERS`), with its sha256 and licence."
     import tensorflow as tf
     import tf2onnx
-    from genre_nb.embeddings import build_musicnn
-    path, net = onnx_file(model, folder), build_musicnn(model)
+    from genre_nb.embeddings import build_musicnn, build_vgg
+    path = onnx_file(model, folder)
+    net = build_vgg(model) if model in VGG_MODELS else build_musicnn(model)
     spec = [tf.TensorSpec([None, MUSICNN_FRAMES, MUSICNN_MELS], tf.float32, name="logmel")]
     @tf.function(input_signature=spec)
     def forward(x):
         out = net(x, training=False)
-        return {k: tf.identity(out[k], name=k) for k in ONNX_LAYERS}
+        return {k: tf.identity(out[k], name=k) for k in ONNX_LAYERS[model]}
     proto, _ = tf2onnx.convert.from_function(forward, input_signature=spec, opset=ONNX_OPSET)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_write(path, "wb") as f: f.write(proto.SerializeToString())
@@ -148,9 +151,17 @@ def check_onnx(path: Path | str, # an .onnx file with `<name>.sha256` beside it
 _SESSIONS: dict = {}          # per-process cache: path -> onnxruntime.InferenceSession
 _LOCK = threading.Lock()
 
+# %% ../nbs/02b_musicnn_onnx.ipynb #42ac963d
+def _allowed_cpus() -> int | None:
+    "The CPUs this process may run on, when fewer than the machine's (None: all of them, or unknown)."
+    try: n = len(os.sched_getaffinity(0))
+    except AttributeError: return None
+    return n if n < (os.cpu_count() or n) else None
+
 # %% ../nbs/02b_musicnn_onnx.ipynb #f275badc
 def onnx_session(model: str = "MSD_musicnn",   # a name in `ONNX_MODELS`
                  path: Path | str | None = None, # another .onnx file (checked the same way)
+                 threads: int | None = None,     # intra-op threads when first built here (None: every core it may use)
                 ):                              # an onnxruntime.InferenceSession, built once per process and file
     "The checked ONNX graph of musicnn on onnxruntime's CPU provider."
     p = Path(path) if path is not None else onnx_file(model)
@@ -162,18 +173,28 @@ def onnx_session(model: str = "MSD_musicnn",   # a name in `ONNX_MODELS`
                                                       "(or set GENRE_NB_BACKEND=tf)") from None
             opts = ort.SessionOptions()
             opts.log_severity_level = 3
+            threads = threads or _allowed_cpus()
+            if threads: opts.intra_op_num_threads = opts.inter_op_num_threads = int(threads)
             try: _SESSIONS[str(p)] = ort.InferenceSession(str(p), opts, providers=["CPUExecutionProvider"])
             except Exception as e:
                 raise OnnxUnavailable(f"onnxruntime cannot load {p}: {(str(e).splitlines() or [''])[0]}") from None
     return _SESSIONS[str(p)]
 
 # %% ../nbs/02b_musicnn_onnx.ipynb #fad147e1
+def patch_outputs(X: np.ndarray,             # (n_patches, 187, 96) log-mel patches (`musicnn_patches`)
+                  model: str = "MSD_musicnn", # a name in `ONNX_MODELS`
+                  batch: int = ONNX_BATCH,    # patches per run
+                 ) -> dict[str, np.ndarray]:  # layer -> (n_patches, dim) float32, for the layers in `ONNX_LAYERS`
+    "The exported outputs of one network for a stack of patches, on ONNX Runtime."
+    s, names = onnx_session(model), list(ONNX_LAYERS[model])
+    outs = [s.run(names, {"logmel": X[i:i + batch]}) for i in range(0, len(X), batch)]
+    return {k: np.concatenate([o[j] for o in outs]).astype(np.float32) for j, k in enumerate(names)}
+
+# %% ../nbs/02b_musicnn_onnx.ipynb #d6b0c75f
 def onnx_outputs(y: np.ndarray,              # waveform, (n,) or (channels, n)
                  sr: int,                    # its sample rate
                  model: str = "MSD_musicnn", # a name in `ONNX_MODELS`
-                 batch: int = 32,            # patches per run
+                 batch: int = ONNX_BATCH,    # patches per run
                 ) -> dict[str, np.ndarray]:  # layer -> (n_patches, dim) float32, for the layers in `ONNX_LAYERS`
-    "musicnn's penultimate (200) and taggram (50) outputs per 3 s patch, on ONNX Runtime."
-    s, X = onnx_session(model), musicnn_patches(numpy_logmel(y, sr))
-    outs = [s.run(list(ONNX_LAYERS), {"logmel": X[i:i + batch]}) for i in range(0, len(X), batch)]
-    return {k: np.concatenate([o[j] for o in outs]).astype(np.float32) for j, k in enumerate(ONNX_LAYERS)}
+    "The exported outputs of one network per 3 s patch of a waveform (musicnn: penultimate and taggram)."
+    return patch_outputs(musicnn_patches(numpy_logmel(y, sr)), model, batch)

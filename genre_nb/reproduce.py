@@ -188,20 +188,34 @@ def render_index(nb_path: Path | str,  # an nbdev index notebook
             parts.append(f"```python\n{code}\n```")
     return "\n\n".join(parts) + "\n"
 
+# %% ../nbs/09_reproduce.ipynb #ae17ef6d
+def _results_block(text: str | None,  # a README's text (None: no README yet)
+                   block: str,        # the markers' name, e.g. "results"
+                  ) -> str | None:    # what is between `<!-- block:start -->` and `<!-- block:end -->`, or None
+    "The text a README holds between a block's markers."
+    start, end = f"<!-- {block}:start -->", f"<!-- {block}:end -->"
+    i, j = (-1, -1) if text is None else (text.find(start), text.find(end))
+    return text[i + len(start):j].strip("\n") if 0 <= i < j else None
+
 # %% ../nbs/09_reproduce.ipynb #b749fb85
 def write_readme(root: Path | str | None = None,   # the project root (default: found from the cwd)
-                 reports_dir: str = "reports",      # where the results store is
+                 reports_dir: str = "reports",      # where the results stores are (results.csv, gtzan_mini/results.csv)
                 ) -> bool:                          # whether README.md changed
-    "Rebuild README.md from nbs/index.ipynb, with the results table of the store in `reports_dir` (atomic writes)."
+    "Rebuild README.md from nbs/index.ipynb with the results tables of `reports_dir` (refused if it holds none)."
     root = Path(root) if root else project_root()
     if root is None: raise GenreNBError("genre-nb readme runs in a clone of the genre_nb repository")
+    # GTZAN-mini's results: `genre-nb reproduce --data-dir <GTZAN-mini> --reports-dir reports/gtzan_mini`
+    stores = {"results": _anchor(reports_dir), "results-gtzan-mini": _anchor(reports_dir) / "gtzan_mini"}
+    found = {block: d for block, d in stores.items() if not read_results(d / "results.csv").empty}
+    if not found:
+        raise DataError(f"no results in {reports_dir}: neither results.csv nor gtzan_mini/results.csv holds a run "
+                        "(a mistyped --reports-dir? run genre-nb reproduce first); README.md is unchanged")
     readme = root / "README.md"
     before = readme.read_text() if readme.exists() else None
     text = render_index(root / "nbs" / "index.ipynb")
     if text != before: write_text(readme, text)
-    if not read_results(_anchor(reports_dir) / "results.csv").empty: update_readme(readme, readme_table(reports_dir))
-    # GTZAN-mini's results: `genre-nb reproduce --data-dir <GTZAN-mini> --reports-dir reports/gtzan_mini`
-    mini = _anchor(reports_dir) / "gtzan_mini"
-    if not read_results(mini / "results.csv").empty:
-        update_readme(readme, readme_table(mini), "results-gtzan-mini")
+    for block in stores:
+        kept = _results_block(before, block)          # a table without results here keeps what README.md had
+        if block in found: update_readme(readme, readme_table(found[block]), block)
+        elif kept is not None and _results_block(text, block) is not None: update_readme(readme, kept, block)
     return readme.read_text() != before

@@ -115,7 +115,8 @@ def test_musicnn_speed(clip30):
 
 def test_musicnn_bad_arguments(clip30):
     with pytest.raises(ValueError, match="penultimate"): E.musicnn_embeddings(clip30, 22050, layer="logits")
-    with pytest.raises(ValueError, match="MSD_musicnn"): E.musicnn_embeddings(clip30, 22050, model="MSD_vgg")
+    with pytest.raises(ValueError, match="MSD_musicnn"): E.musicnn_embeddings(clip30, 22050, model="musicnn_big")
+    with pytest.raises(ValueError, match="pool5"): E.musicnn_embeddings(clip30, 22050, model="MTT_vgg")   # no penultimate
     with pytest.raises(ValueError, match="non-empty"): E.musicnn_embeddings(np.zeros(0, np.float32), 22050)
 
 

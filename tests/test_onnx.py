@@ -47,10 +47,11 @@ def test_front_end_equals_librosa_on_real_excerpts(excerpts):
 
 def test_embeddings_and_top_genre_agree_on_real_excerpts(excerpts):
     from genre_nb.embeddings import musicnn_outputs
-    worst = {k: 0.0 for k in O.ONNX_LAYERS}
+    worst = {f"{m}/{k}": 0.0 for m, layers in O.ONNX_LAYERS.items() for k in layers}
     for y in map(load_audio, excerpts):
-        a, b = O.onnx_outputs(y, 22050), musicnn_outputs(y, 22050)
-        for k in O.ONNX_LAYERS: worst[k] = max(worst[k], float(np.abs(a[k] - b[k]).max()))
+        for m, layers in O.ONNX_LAYERS.items():
+            a, b = O.onnx_outputs(y, 22050, m), musicnn_outputs(y, 22050, m)
+            for k in layers: worst[f"{m}/{k}"] = max(worst[f"{m}/{k}"], float(np.abs(a[k] - b[k]).max()))
     print(f"ONNX vs Keras, {len(excerpts)} real excerpts: max abs diff {worst}")
     assert max(worst.values()) < 1e-4
     onnx, tf = I.predict(excerpts, backend="onnx"), I.predict(excerpts, backend="tf")
@@ -136,9 +137,11 @@ def test_workers_keep_input_order_and_errors(song, tmp_path):
 
 def test_export_reproduces_the_shipped_network(tmp_path):
     pytest.importorskip("tf2onnx", reason="tf2onnx is a development-time tool (pip install tf2onnx) for the export")
-    p = O.export_onnx(folder=tmp_path)
-    assert sorted(x.name for x in tmp_path.iterdir()) == ["LICENSE.musicnn.md", "MSD_musicnn.onnx", "MSD_musicnn.onnx.sha256"]
     X = np.random.default_rng(0).uniform(0, 3, (4, 187, 96)).astype(np.float32)
-    a = O.onnx_session(path=p).run(list(O.ONNX_LAYERS), {"logmel": X})
-    b = O.onnx_session().run(list(O.ONNX_LAYERS), {"logmel": X})
-    for u, v in zip(a, b): np.testing.assert_allclose(u, v, atol=1e-5)
+    for m, layers in O.ONNX_LAYERS.items():
+        p = O.export_onnx(m, folder=tmp_path)
+        a = O.onnx_session(path=p).run(list(layers), {"logmel": X})
+        b = O.onnx_session(m).run(list(layers), {"logmel": X})
+        for u, v in zip(a, b): np.testing.assert_allclose(u, v, atol=1e-5)
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["LICENSE.musicnn.md", *sorted(
+        f"{m}.onnx{s}" for m in O.ONNX_MODELS for s in ("", ".sha256"))]

@@ -84,35 +84,41 @@ def test_default_is_the_shipped_real_data_model_never_a_bundle_in_models(tmp_pat
     shutil.copytree(bundle, tmp_path / "models" / "cnn-test")
     r = run("predict", audio_files["plain"], "--json", cwd=tmp_path, env={"GENRE_NB_CONFIG": str(tmp_path / "cfg")})
     assert r.returncode == 0, r.stderr
-    info = json.loads(r.stdout)["model"]
-    assert info["name"] == "gtzan_mini_musicnn" and info["chosen"] == "shipped with genre_nb"
-    assert info["trained_on"].startswith("GTZAN-mini (100 tracks, 10 labels)")
-    assert info["estimated_accuracy"][:4].replace(".", "").isdigit() and "cross-validation" in info["estimated_accuracy"]
+    info = json.loads(r.stdout.splitlines()[0])["model"]
+    assert info["name"] == "gtzan_emotify_musicnn_vgg" and info["chosen"] == "shipped with genre_nb"
+    assert info["trained_on"].startswith("GTZAN-mini + more GTZAN blues/jazz + Emotify (real music) (260 tracks, 11 labels)")
+    est = info["estimated_accuracy"]
+    assert est[:4].replace(".", "").isdigit() and "grouped cross-validation" in est and "held out" in est, est
+    assert "not checked on unseen artists: electronic (artists unknown), reggae (one artist (Bob Marley))" in est
 
 
 def test_cli_prints_model_topk_and_one_line_per_bad_file(bundle, audio_files):
     r = run("predict", audio_files["stereo"], audio_files["corrupt"], audio_files["short"], audio_files["mono16k"],
             "--model", bundle, "--top-k", "2")
     assert r.returncode == 1                                      # some files failed ...
-    head, *out = r.stdout.strip().splitlines()
+    head, *out, summary = r.stdout.strip().splitlines()
     assert head.startswith("# model cnn-test (named with --model): trained on synthetic data (synthetic: not real music)")
-    assert len(out) == 2 and out[0].startswith(str(audio_files["stereo"]))   # ... the others were classified
+    assert len(out) == 2 and {l.split(": ")[0] for l in out} == {str(audio_files["stereo"]), str(audio_files["mono16k"])}
+    assert summary.startswith("# 4 files in ") and "2 classified, 2 failed" in summary   # ... the others were classified
     assert len(out[0].split(": ", 1)[1].split(", ")) == 2         # top-2
     notice, err = _notice(r.stderr)
     assert len(err) == 2 and "Traceback" not in r.stderr and "pipe" not in r.stderr
     assert len(notice) == 1 and "no ONNX path" in notice[0] and "TensorFlow" in notice[0]   # a Keras bundle, said once
+    err = sorted(err)                                             # files finish in any order
     assert "corrupt.mp3" in err[0] and "cannot decode" in err[0] and "short.wav" in err[1] and "too short" in err[1]
 
 
 def test_cli_json_segments_and_out_file(bundle, audio_files, tmp_path):
     r = run("predict", audio_files["plain"], "--model", bundle, "--json", "--segments", "--window", "3", "--out", tmp_path / "p.csv")
     assert r.returncode == 0, r.stderr
-    res = json.loads(r.stdout)["results"][0]
+    model, res, summary = map(json.loads, r.stdout.splitlines())          # JSON Lines: the model, each file, a summary
+    assert model["model"]["name"] == "cnn-test" and summary["summary"]["classified"] == 1
     assert [s["start_s"] for s in res["segments"]] == [0.0, 3.0] and len(res["top"]) == 3
     import pandas as pd
-    assert len(pd.read_csv(tmp_path / "p.csv")) == 2
+    t = pd.read_csv(tmp_path / "p.csv")
+    assert len(t) == 2 and set(t.model) == {"cnn-test"} and t.model_sha256.nunique() == 1
     r = run("predict", audio_files["plain"], "--model", bundle, "--out", tmp_path / "p.txt")
-    assert r.returncode == 1 and "--out must end in .csv or .json" in r.stderr
+    assert r.returncode == 1 and "--out must end in .csv, .jsonl, .parquet" in r.stderr
 
 
 def test_a_folder_is_its_audio_files_and_a_folder_as_file_is_one_line(bundle, audio_files, tmp_path):
@@ -162,18 +168,38 @@ def test_train_on_three_made_up_labels_then_predict(tmp_path, audio_files):
     env = {"GENRE_NB_CONFIG": str(tmp_path / "cfg")}
     r = run("train", root, "--out", tmp_path / "m", "--folds", "2", "--repeats", "1", "--set-default", env=env)
     assert r.returncode == 0, r.stderr
-    assert "cross-validated accuracy" in r.stdout and "default model is now" in r.stdout
+    assert "estimated accuracy" in r.stdout and "default model is now" in r.stdout
     doc = json.loads((tmp_path / "m" / "model.json").read_text())
     assert doc["labels"] == ["bright", "calm", "noisy"] and doc["trained_on"]["tracks"] == 12
-    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["README.md", "confusion.png", "cv.csv", "model.json",
-                                                                   "predictions.csv", "report.csv", "weights.npz"]
+    from genre_nb.inference import MODEL_FILES
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == sorted(MODEL_FILES)
     r = run("predict", root / "noisy" / "0.wav", "--json", env=env)            # the default set explicitly answers now
     assert r.returncode == 0, r.stderr
-    out = json.loads(r.stdout)
-    assert out["model"]["chosen"].startswith("your default") and out["model"]["labels"] == ["bright", "calm", "noisy"]
-    assert out["results"][0]["top"][0]["genre"] in {"bright", "calm", "noisy"}
+    model, res, _ = map(json.loads, r.stdout.splitlines())
+    assert model["model"]["chosen"].startswith("your default") and model["model"]["labels"] == ["bright", "calm", "noisy"]
+    assert res["top"][0]["genre"] in {"bright", "calm", "noisy"}
     r = run("train", root, "--out", audio_files["plain"])         # --out is a file: refused before any work
-    assert r.returncode == 1 and "not a model folder" in r.stderr
+    assert r.returncode == 1 and "is a file, not a folder" in r.stderr
+
+
+def test_train_merges_several_folders_by_label_and_holds_each_source_out(tmp_path):
+    "Two folders (one named on the command line, one in a --list file) share a label: one model, two sources."
+    for src, labels in (("studio", ("calm", "bright")), ("live", ("calm", "noisy"))):
+        for lab in labels:
+            (tmp_path / src / lab).mkdir(parents=True)
+            for k in range(4):
+                f0 = {"calm": 150, "bright": 900, "noisy": 400}[lab] * (1 + 0.05 * k) * (1.1 if src == "live" else 1)
+                sf.write(tmp_path / src / lab / f"{k}.wav", _tone(f0, 6, 22050, k), 22050)
+    (tmp_path / "more.txt").write_text("live\n")
+    r = run("train", tmp_path / "studio", "--list", tmp_path / "more.txt", "--out", tmp_path / "m", "--folds", "2",
+            "--repeats", "1")
+    assert r.returncode == 0, r.stderr
+    assert "2 sources (studio, live)" in r.stdout and "leave one source out" in r.stdout
+    doc = json.loads((tmp_path / "m" / "model.json").read_text())
+    assert doc["labels"] == ["bright", "calm", "noisy"] and doc["trained_on"]["sources"] == {"live": 8, "studio": 8}
+    held = {x["held_out"]: x["n_test"] for x in doc["cv"]["leave_source_out"]}
+    assert held == {"live": 4, "studio": 4}                          # each source's 'calm', trained without it
+    assert "with live held out" in r.stdout and "with studio held out" in r.stdout
 
 
 def test_shipped_model_same_genre_at_any_rate(gtzan_dir, tmp_path):
