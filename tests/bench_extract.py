@@ -10,7 +10,6 @@ signals of our own instead (faster to make). The feature cache is made fresh for
 import argparse, shutil, sys, threading, time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import psutil
 import soundfile as sf

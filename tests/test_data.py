@@ -1,10 +1,9 @@
 """The data layer on real files: layouts, bad input, the real excerpts, splits over real ids, the synthetic set."""
 import numpy as np
-import pandas as pd
 import pytest
 import soundfile as sf
 
-from genre_nb.core import DataError, GENRES
+from genre_nb.core import DataError
 from genre_nb.data import (GTZAN_MINI, SplitError, audit, dataset_name, filtered_lists, find_tracks, load_audio, make_split,
                            open_dataset, prepare)
 

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from genre_nb import embeddings as E
-from genre_nb.core import GENRES
 
 FIXTURE = Path(__file__).parent / "fixtures" / "musicnn_reference.npz"
 ROOT = Path(__file__).resolve().parents[1]

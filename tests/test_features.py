@@ -13,7 +13,7 @@ import pytest
 import soundfile as sf
 
 from genre_nb import data, features as F
-from genre_nb.core import DataError, GenreNBError, ParameterError, librosa_ready
+from genre_nb.core import DataError, ParameterError, librosa_ready
 
 SR = 22050
 
