@@ -112,6 +112,21 @@ def _add_audit(sub) -> None:
     p.add_argument("--tracks-per-genre", type=int, default=30, help="synthetic set only: tracks per genre (default 30)")
     p.add_argument("--duration", type=float, default=30.0, help="synthetic set only: seconds per track (default 30)")
 
+# %% ../nbs/10_cli.ipynb #f7a0ade7
+def _probe_scheduler(address: str) -> None:
+    "Fail at once, in one line, when nothing listens at a `tcp://host:port` scheduler address (Dask would retry 20 s)."
+    import socket
+    from urllib.parse import urlsplit
+    u = urlsplit(address if "://" in address else f"tcp://{address}")
+    if u.scheme != "tcp" or not u.hostname or not u.port: return   # tls://, ucx://, a scheduler file: Dask decides
+    try: socket.create_connection((u.hostname, u.port), timeout=5).close()
+    except (ConnectionRefusedError, socket.gaierror) as e:
+        raise GenreNBError(f"cannot reach the Dask scheduler at {address}: "
+                           f"{'connection refused' if isinstance(e, ConnectionRefusedError) else e.strerror} "
+                           "(is `dask scheduler` running there, on that port?)") from None
+    except OSError: return                                          # slow or filtered: Dask's own timeout says
+
+
 # %% ../nbs/10_cli.ipynb #37294354
 @contextmanager
 def _backend(name: str,                # 'loky' (local processes) or 'dask'
@@ -126,6 +141,7 @@ def _backend(name: str,                # 'loky' (local processes) or 'dask'
     try: from dask.distributed import Client, LocalCluster
     except ImportError:
         raise GenreNBError("--backend dask needs dask.distributed: pip install 'dask[distributed]'") from None
+    if scheduler: _probe_scheduler(scheduler)
     cluster = None if scheduler else LocalCluster(n_workers=jobs, threads_per_worker=1, dashboard_address=None)
     try: client = Client(scheduler or cluster, timeout="20s")
     except (OSError, TimeoutError) as e:
