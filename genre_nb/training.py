@@ -285,7 +285,7 @@ def _save_npz(path: Path, arrays: dict):
 
 # %% ../nbs/05_training.ipynb #993da7c6
 def _load_npz(path: Path) -> dict:
-    with np.load(path) as z: return {k: z[k] for k in z.files}
+    with np.load(path, allow_pickle=False) as z: return {k: z[k] for k in z.files}   # arrays only, never objects
 
 # %% ../nbs/05_training.ipynb #d452e340
 def _fingerprint(model, cfg: TrainConfig, seg: SegmentConfig, train: ClipSet, valid: ClipSet) -> str:
