@@ -85,15 +85,15 @@ class LocalDask:
         return f.read_text(errors="replace")[-3000:] if f.exists() else ""
 
     def stop(self):
-        "Stop every process started here (terminate, then kill after 30 s)."
-        procs = [*self.workers.values(), *([self.scheduler] if self.scheduler else [])]
-        for p in procs:
-            if p.poll() is None: p.terminate()
-        for p in procs:
-            try: p.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait(timeout=30)
+        "Stop every process started here: the workers first, then the scheduler (terminate; kill after 30 s)."
+        for group in (list(self.workers.values()), [self.scheduler] if self.scheduler else []):
+            for p in group:
+                if p.poll() is None: p.terminate()
+            for p in group:
+                try: p.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait(timeout=30)
 
 
 def timed_run(cmd: list, timeout: float = 600, **kw) -> tuple[subprocess.CompletedProcess, float]:
