@@ -1,7 +1,8 @@
 """A Dask scheduler and worker processes on 127.0.0.1, started and stopped by a test or a benchmark (not a test file).
 
-`LocalDask` starts `dask scheduler` (a scheduler file in a temporary folder, a free port, no dashboard) and `dask worker`
-processes (one thread each, no nanny: the worker's pid is the process that does the work), and always stops them.
+`LocalDask` starts `dask scheduler` (a scheduler file in a temporary folder, a free port, no dashboard) and
+`dask worker` processes (one thread each, no nanny: the worker's pid is the process that does the work), and always
+stops them.
 `cpu_seconds` reads a process's CPU time (its own and its children's) from outside, through psutil."""
 import json
 import os

@@ -11,11 +11,9 @@ The audio is short generated clips (nothing is committed); the whole file takes 
 import csv
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -68,8 +66,8 @@ def library(folder) -> Path:
 def one_worker(folder):
     "A scheduler and one worker (w0) whose working folder is not the client's; stopped after the module's tests."
     (folder / "elsewhere").mkdir()
-    with LocalDask(folder / "cluster1", 1, cwd=folder / "elsewhere", env={"GENRE_NB_CACHE": str(folder / "wcache")}) as c:
-        yield c
+    env = {"GENRE_NB_CACHE": str(folder / "wcache")}
+    with LocalDask(folder / "cluster1", 1, cwd=folder / "elsewhere", env=env) as c: yield c
 
 
 def _share(before: dict, after: dict, client: float) -> tuple[float, float]:
