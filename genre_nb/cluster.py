@@ -49,13 +49,14 @@ def default_in_flight(client) -> int:
     return max(2, 2 * sum(client.nthreads().values()))
 
 # %% ../nbs/00b_cluster.ipynb #b502597f
-def _no_workers(client, since: float | None, patience: float, left: int) -> float | None:
+def _no_workers(client, since: float | None, patience: float, left: int | None = None) -> float | None:
     "When the cluster has been without workers since (None: it has some); `GenreNBError` after `patience` s."
     if client.nthreads(): return None
     since = since or time.monotonic()
     if time.monotonic() - since > patience:
-        raise GenreNBError(f"no Dask worker has been connected to the scheduler for {patience:g} s ({left} inputs "
-                           f"left): start `dask worker {client.scheduler.address}` on the machines that see the files")
+        raise GenreNBError(f"no Dask worker has been connected to the scheduler for {patience:g} s"
+                           + (f" ({left} inputs left)" if left is not None else "")
+                           + f": start `dask worker {client.scheduler.address}` where the files are seen")
     return since
 
 # %% ../nbs/00b_cluster.ipynb #83b66358
@@ -69,6 +70,8 @@ def cluster_map(client,                  # a `distributed.Client`
     "`fn` on every item, on the cluster's workers, a bounded number at a time; each answer as soon as it is done."
     from distributed import as_completed
     from distributed.scheduler import KilledWorker
+    try: client.wait_for_workers(1, timeout=patience)
+    except TimeoutError: _no_workers(client, time.monotonic() - patience - 1, patience)
     n = in_flight or default_in_flight(client)
     shared = [client.scatter([s], broadcast=True, hash=False)[0] for s in shared]
     todo, pending, tag = iter(enumerate(items)), {}, f"{getattr(fn, '__name__', 'task')}-{uuid.uuid4().hex[:8]}"
@@ -89,8 +92,13 @@ def cluster_map(client,                  # a `distributed.Client`
                 continue
             f = next(done)
             i, _ = pending.pop(f.key)
+            if f.status == "cancelled":
+                raise GenreNBError(f"the Dask scheduler dropped the work ({len(pending) + 1} inputs left): was it "
+                                   "restarted? Run again (with --resume, the rows written so far are kept)")
             if f.status == "error" and isinstance(f.exception(), KilledWorker): yield i, _lost(f.exception()), None
-            else: yield (i, *reversed(f.result()))
+            else:
+                who, answer = f.result()
+                yield i, answer, who
             f.release()
             submit(1)
     finally:
