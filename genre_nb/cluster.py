@@ -26,9 +26,20 @@ def worker_name() -> str:
 # %% ../nbs/00b_cluster.ipynb #d6fd5429
 SAME_PATHS = "the Dask workers must see the files at the same paths as the client (shared storage)"
 
+# %% ../nbs/00b_cluster.ipynb #2cc4a10a
+_ONE_THREAD: list = []   # set once numpy's BLAS is kept to one thread in this process
+
+def _one_blas_thread():
+    "Keep numpy's BLAS to one thread in this process from now on (once per process; `threadpoolctl`)."
+    if _ONE_THREAD: return
+    from threadpoolctl import threadpool_limits
+    threadpool_limits(1, user_api="blas")
+    _ONE_THREAD.append(True)
+
 # %% ../nbs/00b_cluster.ipynb #ca3e44e7
 def _on_worker(fn: Callable, item, *shared) -> tuple[str, object]:
-    "One task: `fn(item, *shared)`, with who ran it (`worker_name`)."
+    "One task: `fn(item, *shared)` with one BLAS thread, and who ran it (`worker_name`)."
+    _one_blas_thread()
     return worker_name(), fn(item, *shared)
 
 # %% ../nbs/00b_cluster.ipynb #dba28594
