@@ -22,7 +22,7 @@ from .data import open_dataset, prepare, usable_tracks
 from .download import MINI_MD5, MINI_URL, download_mini
 from .features import bench, check_features, feature_table
 from .reproduce import reproduce, write_readme
-from .training import convert_legacy_bundle
+from .bundle import convert_legacy_bundle
 
 # %% auto #0
 __all__ = ['parser', 'main']

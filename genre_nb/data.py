@@ -4,8 +4,8 @@
 
 # %% ../nbs/01_data_audit.ipynb #09f27a6c
 from __future__ import annotations
-import errno, hashlib, json, os, re, stat
-from dataclasses import dataclass, field
+import hashlib, json, os
+from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
 from typing import Sequence
@@ -13,190 +13,25 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 import soundfile as sf
-from fastcore.basics import patch
 
-from .core import (GENRES, SPLITS, Config, DataError, GenreNBError, ParameterError, atomic_write,
+from .core import (GENRES, SPLITS, Config, DataError, ParameterError, atomic_write,
                            check_choice, get_logger)
-
+from .audio import (AUDIO_EXTS, HEARD_SR, OTHER_AUDIO_EXTS, AudioError, Loudness, _not_a_file, audio_format,
+                            audio_problem, load_audio, read_audio, resample)
 log = get_logger("genre_nb.data")
 
 # %% auto #0
-__all__ = ['log', 'AUDIO_EXTS', 'OTHER_AUDIO_EXTS', 'SR_RANGE', 'HEARD_SR', 'AUDIBLE_DBFS', 'MIN_AUDIBLE_S', 'GENRE_STYLES',
-           'SYNTH_VERSION', 'AUDIT_COLUMNS', 'MIN_PER_GENRE', 'GTZAN_MINI', 'AudioError', 'audio_format', 'to_mono',
-           'check_rate', 'open_audio', 'read_audio', 'resample', 'load_audio', 'Loudness', 'audio_problem',
-           'sturm_index', 'audio_files', 'skipped_line', 'find_tracks', 'name_collisions', 'render_track',
-           'synthetic_styles', 'make_synthetic', 'audio_hash', 'truncation', 'audit_track', 'audit', 'label_order',
-           'genre_summary', 'duplicates', 'SplitError', 'filtered_lists', 'paper_split', 'filtered_split', 'make_split',
-           'usable_tracks', 'Dataset', 'fingerprint', 'dataset_name', 'synthetic_dir', 'open_dataset', 'prepare',
-           'audit_figure', 'simple_stats', 'calibrate']
+__all__ = ['log', 'GENRE_STYLES', 'SYNTH_VERSION', 'AUDIT_COLUMNS', 'MIN_PER_GENRE', 'GTZAN_MINI', 'sturm_index', 'audio_files',
+           'skipped_line', 'find_tracks', 'name_collisions', 'render_track', 'synthetic_styles', 'make_synthetic',
+           'audio_hash', 'truncation', 'audit_track', 'audit', 'label_order', 'genre_summary', 'duplicates',
+           'SplitError', 'filtered_lists', 'paper_split', 'filtered_split', 'make_split', 'usable_tracks', 'Dataset',
+           'fingerprint', 'dataset_name', 'synthetic_dir', 'open_dataset', 'prepare', 'audit_figure', 'simple_stats',
+           'calibrate']
 
-# %% ../nbs/01_data_audit.ipynb #be41a6aa
-class AudioError(GenreNBError):
-    "A file that cannot be used as audio (unreadable, empty, not audio); the message is the reason."
-
-# %% ../nbs/01_data_audit.ipynb #62d829bb
-AUDIO_EXTS = (".wav", ".au", ".mp3", ".flac", ".ogg", ".opus", ".aiff", ".aif", ".snd")
-# audio that soundfile cannot decode: such a file is an input that fails with a hint, never skipped
-OTHER_AUDIO_EXTS = (".m4a", ".m4b", ".aac", ".mp4", ".wma", ".webm", ".mka", ".ape", ".wv")
-_MAGIC = ((b"fLaC", "FLAC"), (b"OggS", "OGG"), (b".snd", "AU"), (b"dns.", "AU"), (b"ID3", "MP3"), (b"caff", "CAF"),
-          (b"riff", "W64"), (b"NIST_1A", "NIST"))
-_UNSUPPORTED = ((4, b"ftyp", "MP4/M4A (AAC or ALAC)"), (0, b"\x30\x26\xb2\x75", "WMA"),
-                (0, b"\x1a\x45\xdf\xa3", "Matroska/WebM"), (0, b"MAC ", "Monkey's Audio"), (0, b"wvpk", "WavPack"))
-
-# %% ../nbs/01_data_audit.ipynb #2ddc2d04
-def _mpeg_frame(h: bytes) -> bool:
-    "True if `h` starts with an MPEG audio frame header: sync, and no reserved version, layer, bitrate or rate."
-    if len(h) < 4 or h[0] != 0xFF or h[1] & 0xE0 != 0xE0: return False
-    return (h[1] >> 3) & 3 != 1 and (h[1] >> 1) & 3 != 0 and h[2] >> 4 != 15 and (h[2] >> 2) & 3 != 3
-
-# %% ../nbs/01_data_audit.ipynb #699d459f
-def audio_format(path: Path | str) -> str | None:
-    "The audio container `path`'s first bytes announce (`WAV`, `AU`, `FLAC`, `OGG`, `MP3`, `AIFF`, ...), else None."
-    with open(path, "rb") as f: h = f.read(12)
-    if h[:4] in (b"RIFF", b"RIFX", b"RF64", b"BW64"): return "WAV" if h[8:12] == b"WAVE" else None
-    if h[:4] == b"FORM": return "AIFF" if h[8:12] in (b"AIFF", b"AIFC") else None
-    return next((name for magic, name in _MAGIC if h.startswith(magic)), "MP3" if _mpeg_frame(h) else None)
-
-# %% ../nbs/01_data_audit.ipynb #c76e420f
-def _unknown_format(path: Path) -> str:
-    "Why a file whose first bytes announce no format soundfile reads is refused; audio it cannot decode is named."
-    with open(path, "rb") as f: h = f.read(12)
-    kind = next((name for at, magic, name in _UNSUPPORTED if h[at:at + len(magic)] == magic), None)
-    if kind is None and len(h) > 1 and h[0] == 0xFF and h[1] & 0xF6 == 0xF0: kind = "AAC (ADTS)"
-    if kind: return (f"{kind} audio, which soundfile cannot decode: convert it to FLAC or WAV "
-                     f"(e.g. ffmpeg -i '{path.name}' '{path.stem}.flac')")
-    return "not audio (cannot decode: no WAV, AU, FLAC, OGG, MP3, AIFF or CAF header)"
-
-# %% ../nbs/01_data_audit.ipynb #02a98a6b
-def _decode_error(e: Exception, fmt: str) -> str:
-    "libsndfile's message, without the path it repeats; its MP3 failure ('...possibly a pipe?') said plainly."
-    msg = re.sub(r"^Error opening .*?: ", "", (str(e).splitlines() or [type(e).__name__])[0])
-    if "pipe?" in msg: msg = f"no valid {fmt} audio data (damaged, or not {fmt})"
-    return msg[:120]
-
-# %% ../nbs/01_data_audit.ipynb #9a266806
-def to_mono(frames: np.ndarray,  # (n_frames, n_channels), as soundfile reads with `always_2d=True`
-           ) -> np.ndarray:      # (n_frames,): the mean of the channels
-    "Mix decoded frames down to mono: the one mixdown of every loader (the audit, features, predict)."
-    return frames.mean(axis=1) if frames.shape[1] > 1 else frames[:, 0]
-
-# %% ../nbs/01_data_audit.ipynb #13842d9c
-def _not_a_file(path: Path) -> str | None:
-    "Why `path` is no regular file to read (missing, a folder, a FIFO, a device, a broken or looping link), or None."
-    try: st = path.stat()
-    except OSError as e:
-        if e.errno == errno.ELOOP: return f"{path} is a symbolic link that loops (it leads back to itself)"
-        if path.is_symlink(): return f"{path} is a broken symbolic link (to {os.readlink(path)}, which does not exist)"
-        if e.errno == errno.EACCES: return f"cannot read {path}: permission denied"
-        return f"no such file: {path}"
-    if stat.S_ISREG(st.st_mode): return None
-    if stat.S_ISDIR(st.st_mode): return f"{path} is a folder, not an audio file"
-    kind = ("a named pipe (FIFO)" if stat.S_ISFIFO(st.st_mode) else
-            "a socket" if stat.S_ISSOCK(st.st_mode) else "a device")
-    return f"{path} is {kind}, not an audio file: save the audio to a file first"
-
-# %% ../nbs/01_data_audit.ipynb #f2aa1c3c
-SR_RANGE = (8000, 384000)   # Hz: the sample rates of real recordings, telephone speech to the highest studio rate
-
-# %% ../nbs/01_data_audit.ipynb #c2ce2081
-def check_rate(sr: float,  # a sample rate, as a file or a caller declares it
-              ) -> int:    # `sr`, when audio at that rate is usable
-    "`sr` as an int, or `AudioError` if it is outside `SR_RANGE`."
-    lo, hi = SR_RANGE
-    if not lo <= sr <= hi: raise AudioError(f"sample rate {sr:g} Hz is outside {lo}-{hi} Hz: not a usable recording")
-    return int(sr)
-
-# %% ../nbs/01_data_audit.ipynb #990cb58e
-def open_audio(path: Path | str) -> tuple[sf.SoundFile, str]:
-    "Check `path` (a regular file, not empty, a known container, a usable rate), open its decoder: (SoundFile, format)."
-    path = Path(path)
-    if (why := _not_a_file(path)): raise AudioError(why)
-    try:
-        if path.stat().st_size == 0: raise AudioError("empty file (0 bytes)")
-        fmt = audio_format(path)
-        if fmt is None: raise AudioError(_unknown_format(path))
-    except OSError as e: raise AudioError(f"cannot read: {e.strerror or e}") from None
-    try: f = sf.SoundFile(path)
-    except Exception as e: raise AudioError(f"cannot decode: {_decode_error(e, fmt)}") from None
-    try: check_rate(f.samplerate)
-    except AudioError:
-        f.close()
-        raise
-    return f, fmt
-
-# %% ../nbs/01_data_audit.ipynb #affe54ac
-def read_audio(path: Path | str) -> tuple[np.ndarray, int]:
-    "Decode `path` at its own rate: (float32 samples, mono, in [-1, 1]; sample rate). Raises `AudioError`."
-    f, fmt = open_audio(path)
-    with f:
-        try: y, sr = f.read(dtype="float32", always_2d=True), f.samplerate
-        except Exception as e: raise AudioError(f"cannot decode: {_decode_error(e, fmt)}") from None
-    if len(y) == 0: raise AudioError("no audio samples")
-    return to_mono(y), int(sr)
-
-# %% ../nbs/01_data_audit.ipynb #c85c1a09
-def resample(y: np.ndarray,  # mono waveform
-             sr: int,        # its sample rate
-             target: int,    # the rate wanted
-            ) -> np.ndarray: # mono float32 at `target` (`y` itself, as float32, when the rates agree)
-    "The one resampler of the package (soxr, high quality): loading, predict, model bundles and embeddings use it."
-    y = np.asarray(y, dtype=np.float32)
-    if sr == target: return np.ascontiguousarray(y)
-    import soxr
-    return np.ascontiguousarray(soxr.resample(y, sr, target, quality="HQ"), dtype=np.float32)
-
-
-# %% ../nbs/01_data_audit.ipynb #ffbedc8d
-def load_audio(path: Path | str,  # an audio file soundfile can read
-               sr: int = 22050,    # target sample rate
-              ) -> np.ndarray:     # mono float32 waveform at `sr`
-    "Load `path` as a mono float32 waveform at `sr` (soxr resampling). Raises `AudioError`."
-    y, native = read_audio(path)
-    return resample(y, native, sr)
-
-# %% ../nbs/01_data_audit.ipynb #73edc6ac
-HEARD_SR = 22050         # levels are measured where every model listens: mono at 22050 Hz
-AUDIBLE_DBFS = -60.0     # a 0.1 s frame holds sound when its RMS reaches this level
-MIN_AUDIBLE_S = 1.0      # usable audio holds this much sound (or half its length, if that is shorter)
-_FRAME = HEARD_SR // 10  # 0.1 s
-
-# %% ../nbs/01_data_audit.ipynb #c1f699fd
-@dataclass
-class Loudness:
-    "What decides whether audio is usable, gathered block by block at `HEARD_SR` (memory: under one 0.1 s frame)."
-    samples: int = 0    # samples seen
-    audible: int = 0    # whole 0.1 s frames whose RMS reaches `AUDIBLE_DBFS`
-    nonfinite: int = 0  # NaN or infinite samples
-    rest: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))  # a frame's start, for the next block
-
-# %% ../nbs/01_data_audit.ipynb #bb0739e1
-@patch
-def add(self: Loudness, y: np.ndarray,  # the next mono block at `HEARD_SR`
-       ) -> Loudness:                   # itself
-    "Count the samples, non-finite samples and audible frames of `y`, continuing the frame the last block began."
-    y = np.asarray(y, np.float32).ravel()
-    ok = np.isfinite(y)
-    self.samples, self.nonfinite = self.samples + len(y), self.nonfinite + int(len(y) - ok.sum())
-    buf = np.concatenate([self.rest, np.where(ok, y, 0)])
-    n = len(buf) // _FRAME * _FRAME
-    power = (buf[:n].astype(np.float64).reshape(-1, _FRAME) ** 2).mean(1)
-    self.audible += int((power >= 10 ** (AUDIBLE_DBFS / 10)).sum())
-    self.rest = buf[n:]
-    return self
-
-# %% ../nbs/01_data_audit.ipynb #73f4b2b9
-def audio_problem(loud: Loudness,            # the audio's `Loudness`
-                  min_duration: float = 3.0, # shorter audio is not usable
-                 ) -> str | None:            # why the audio is not usable, or None
-    "The one rule of usable audio (audit, train and predict all ask it): finite samples, long enough, sound in it."
-    dur, heard = loud.samples / HEARD_SR, loud.audible * _FRAME / HEARD_SR
-    if loud.samples == 0: return "no audio samples"
-    if loud.nonfinite: return f"invalid audio: {loud.nonfinite} non-finite samples (NaN or infinity)"
-    if dur < min_duration: return f"too short ({dur:.2f} s < {min_duration:g} s)"
-    need = min(MIN_AUDIBLE_S, dur / 2)
-    if heard >= need: return None
-    if heard == 0: return f"silent (no sound above {AUDIBLE_DBFS:g} dBFS)"
-    return f"silent (only {heard:.1f} s of {dur:.1f} s above {AUDIBLE_DBFS:g} dBFS; {need:g} s needed)"
+# %% ../nbs/01_data_audit.ipynb #redata
+# names that moved to `audio` (`00a_audio`), importable from here as before
+from .audio import (AUDIBLE_DBFS as AUDIBLE_DBFS, MIN_AUDIBLE_S as MIN_AUDIBLE_S, SR_RANGE as SR_RANGE,
+                            check_rate as check_rate, open_audio as open_audio, to_mono as to_mono)
 
 # %% ../nbs/01_data_audit.ipynb #b74ef113
 def _asset(name: str) -> Path: return Path(str(files("genre_nb") / "assets" / name))

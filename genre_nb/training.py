@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib, inspect, json, math, shutil, time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -20,20 +20,17 @@ from .core import (
     GENRES, ParameterError, atomic_write, check_choice, check_float, check_int, get_logger, write_text)
 from .embeddings import EMBEDDING_CHOICES
 from .evaluate import evaluate_run, run_tag
-from .features import FeatureScaler
 
 log = get_logger("genre_nb.training")
 
 # %% auto #0
-__all__ = ['log', 'HISTORY_COLUMNS', 'BUNDLE_FORMAT', 'BUNDLE_README', 'PICKLE_SUFFIXES', 'SPLIT_PARTS', 'CHAPTER_PARAMS',
-           'effective_warmup', 'lr_at', 'segment_frames', 'segment_starts', 'crop', 'pool', 'SegmentConfig', 'ClipSet',
-           'segment_arrays', 'train_arrays', 'eval_arrays', 'aggregate_segments', 'distribution_strategy',
-           'TrainConfig', 'TrainResult', 'predict_segments', 'predict_clips', 'clip_metrics', 'fit', 'plot_curves',
-           'models_dir', 'run_id', 'stack_inputs', 'scalers_to_arrays', 'save_bundle', 'BundleError', 'refuse_pickles',
-           'read_json', 'read_arrays', 'Bundle', 'default_extractor', 'load_bundle', 'list_bundles',
-           'convert_legacy_bundle', 'embedding_fps', 'load_feature', 'ChapterData', 'load_inputs', 'view_name',
-           'report_tag', 'evaluate_model', 'save_run_bundle', 'compare_with_baselines', 'ChapterConfig',
-           'chapter_config', 'ChapterRun', 'run_chapter', 'run_summary', 'check_bundle', 'compare_run']
+__all__ = ['log', 'HISTORY_COLUMNS', 'SPLIT_PARTS', 'CHAPTER_PARAMS', 'effective_warmup', 'lr_at', 'segment_frames',
+           'segment_starts', 'crop', 'pool', 'SegmentConfig', 'ClipSet', 'segment_arrays', 'train_arrays',
+           'eval_arrays', 'aggregate_segments', 'distribution_strategy', 'TrainConfig', 'TrainResult',
+           'predict_segments', 'predict_clips', 'clip_metrics', 'fit', 'plot_curves', 'embedding_fps', 'load_feature',
+           'ChapterData', 'load_inputs', 'view_name', 'report_tag', 'evaluate_model', 'save_run_bundle',
+           'compare_with_baselines', 'ChapterConfig', 'chapter_config', 'ChapterRun', 'run_chapter', 'run_summary',
+           'check_bundle', 'compare_run']
 
 # %% ../nbs/05_training.ipynb #0b9e6793
 def effective_warmup(epochs: int,             # epochs of the whole run
@@ -427,314 +424,13 @@ def plot_curves(history: pd.DataFrame,  # from `fit`
     plt.close(fig)
     return fig
 
-# %% ../nbs/05_training.ipynb #236582af
-BUNDLE_FORMAT = "genre_nb.bundle/2"   # /1 kept its scalers in a pickle (scalers.joblib): refused
+# %% ../nbs/05_training.ipynb #b78cb077
+from . import bundle as B   # here, after the training core that `bundle` builds on: either imports first
 
-BUNDLE_README = (
-    "# genre_nb model bundle ({fmt})\n"
-    "Load it with `genre_nb.training.load_bundle(path)`; classify audio with "
-    "`bundle.predict_proba(y, sr)` or `genre-nb predict`.\n"
-    "\n"
-    "| file | what |\n"
-    "|---|---|\n"
-    "| model.keras | the Keras 3 model; inputs named like `inputs` in config.json |\n"
-    "| scalers.npz | per feature `<feature>.mean`, `<feature>.scale`: standardisation fitted on the "
-    "training split only (plain arrays) |\n"
-    "| config.json | format, model, genres (class order), inputs, pooled inputs, segment configuration, "
-    "feature parameters, embedding |\n"
-    "| metrics.json | test/validation accuracy, epochs, timings and provenance (dataset, fingerprint, "
-    "parameters, version, date) |\n"
-    "| history.csv | per-epoch learning rate, loss and accuracy (training segments, validation clips) |\n"
-    "| checkpoint/ | the last training checkpoint (for `resume=True`); not needed to predict |\n")
-
-PICKLE_SUFFIXES = (".joblib", ".pkl", ".pickle", ".dill")
-
-# %% ../nbs/05_training.ipynb #990b2a1f
-def models_dir(path: Path | str = "models") -> Path:
-    "Where bundles go: a relative `path` is anchored like `reports/` (project root; a scratch folder under nbdev_test)."
-    return core._anchor(path)
-
-# %% ../nbs/05_training.ipynb #9f43dfb5
-def run_id(chapter: str, **params) -> str:
-    "A stable name for one run, e.g. `05a_cnn-synthetic-paper-s42-1a2b3c4d`: the same parameters give the same id."
-    h = hashlib.sha1(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:8]
-    parts = [chapter, str(params.get("dataset", "")), str(params.get("split", "")), f"s{params.get('seed', '')}", h]
-    return "-".join(p for p in parts if p and p != "s")
-
-# %% ../nbs/05_training.ipynb #a4292f1c
-def stack_inputs(features: dict,  # feature name -> one (n_features, n_frames) array (or a list of them, one per clip)
-                 inputs: dict,    # model input name -> the feature names stacked on its feature axis
-                ) -> dict:        # model input name -> the stacked array (or list)
-    "Stack features on the feature axis into the model's inputs, cutting all to the shortest of them in time."
-    def one(arrs):
-        n = min(a.shape[1] for a in arrs)
-        return np.ascontiguousarray(np.concatenate([a[:, :n] for a in arrs], axis=0), dtype=np.float32)
-    out = {}
-    for name, feats in inputs.items():
-        vals = [features[f] for f in feats]
-        out[name] = [one(list(t)) for t in zip(*vals)] if isinstance(vals[0], list) else one(vals)
-    return out
-
-# %% ../nbs/05_training.ipynb #13034ac8
-def _scale_one(scaler, a: np.ndarray) -> np.ndarray:
-    "Apply one fitted scaler (`genre_nb.features.FeatureScaler` or anything with `transform`) to one clip's array."
-    return a if scaler is None else np.asarray(scaler.transform(a), dtype=np.float32)
-
-# %% ../nbs/05_training.ipynb #0c3edb2d
-def scalers_to_arrays(scalers: dict,  # feature name -> fitted scaler with `mean_` and `scale_` (a FeatureScaler)
-                     ) -> dict:       # `<feature>.mean`, `<feature>.scale` -> float32 arrays
-    "Scalers as plain arrays, so that a bundle holds no pickle."
-    out = {}
-    for f, s in scalers.items():
-        if getattr(s, "mean_", None) is None or getattr(s, "scale_", None) is None:
-            raise ParameterError(f"the scaler of {f!r} has no mean_/scale_: a bundle stores fitted scalers as arrays")
-        out[f"{f}.mean"], out[f"{f}.scale"] = np.asarray(s.mean_, np.float32), np.asarray(s.scale_, np.float32)
-    return out
-
-# %% ../nbs/05_training.ipynb #5cfe1c3a
-def save_bundle(path: Path | str,     # the bundle folder (created; replaced if it exists)
-                model,                # the trained keras.Model
-                config: dict,         # model, inputs, pooled, segment, features, embedding, ... (see above)
-                scalers: dict | None = None, # feature name -> fitted scaler
-                metrics: dict | None = None, # accuracies, timings, provenance
-                history: pd.DataFrame | None = None,
-                keep: Sequence[str] = ("checkpoint",), # subfolders of an existing bundle carried over
-               ) -> Path:
-    "Write a model bundle atomically (to a temporary folder beside `path`, then renamed); scalers as plain arrays."
-    with core.atomic_folder(path, keep=tuple(keep)) as tmp:
-        model.save(tmp / "model.keras")
-        _save_npz(tmp / "scalers.npz", scalers_to_arrays(scalers or {}))
-        cfg = {"format": BUNDLE_FORMAT, "genres": list(GENRES), **config}
-        write_text(tmp / "config.json", json.dumps(cfg, indent=2, default=core._json_default))
-        write_text(tmp / "metrics.json", json.dumps(metrics or {}, indent=2, default=core._json_default))
-        write_text(tmp / "README.md", BUNDLE_README.format(fmt=BUNDLE_FORMAT))
-        if history is not None: write_text(tmp / "history.csv", history.to_csv(index=False))
-    return Path(path)
-
-# %% ../nbs/05_training.ipynb #6dcc3f74
-class BundleError(core.GenreNBError):
-    "A model folder that cannot be used (missing or damaged file, foreign format, a pickle); names the first problem."
-
-# %% ../nbs/05_training.ipynb #317f456b
-def refuse_pickles(path: Path | str):
-    "Raise `BundleError` if a model folder holds a pickle: unpickling can run any code, so genre_nb never does it."
-    found = sorted(p.name for p in Path(path).iterdir() if p.suffix.lower() in PICKLE_SUFFIXES)
-    if found:
-        raise BundleError(f"{path} holds {found[0]}, a pickle, which can run code when loaded: genre_nb does not load "
-                          f"it. If you trust where this model came from, convert it once: "
-                          f"genre-nb convert-model {path} --trust")
-
-# %% ../nbs/05_training.ipynb #532655b0
-def read_json(path: Path | str) -> dict:
-    "The JSON object in `path`; `BundleError` naming the file if it is missing, not JSON, or not an object."
-    path = Path(path)
-    try:
-        d = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise BundleError(f"{path.parent}: {path.name} is missing") from None
-    except (ValueError, UnicodeDecodeError) as e:
-        raise BundleError(f"{path}: not valid JSON ({str(e).splitlines()[0][:80]})") from None
-    if not isinstance(d, dict): raise BundleError(f"{path}: expected a JSON object, found {type(d).__name__}")
-    return d
-
-# %% ../nbs/05_training.ipynb #db5bd966
-def read_arrays(path: Path | str) -> dict:
-    "The arrays of an .npz, read without pickles; `BundleError` if the file is missing or damaged."
-    path = Path(path)
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
-    except FileNotFoundError:
-        raise BundleError(f"{path.parent}: {path.name} is missing") from None
-    except Exception as e:
-        raise BundleError(f"{path}: damaged, or not an .npz of plain arrays ({type(e).__name__})") from None
-
-# %% ../nbs/05_training.ipynb #9ab45b80
-def _check_config(path: Path, config: dict):
-    "The fields `load_bundle` relies on, with their types."
-    g, inputs, seg = config.get("genres"), config.get("inputs"), config.get("segment")
-    names_ok = isinstance(g, list) and all(isinstance(x, str) and x for x in g)
-    if not (names_ok and len(g) >= 2 and len(set(g)) == len(g)):
-        raise BundleError(f"{path}/config.json: `genres` must list at least two distinct class names")
-    lists = isinstance(inputs, dict) and all(isinstance(v, list) and v and all(isinstance(f, str) for f in v)
-                                             for v in inputs.values())
-    if not (lists and inputs):
-        raise BundleError(f"{path}/config.json: `inputs` must map each model input to a list of feature names")
-    if not isinstance(seg, dict): raise BundleError(f"{path}/config.json: `segment` is missing")
-
-# %% ../nbs/05_training.ipynb #f0c5ff00
-def _check_scalers(path: Path, config: dict, arrays: dict) -> dict:
-    "FeatureScalers from `scalers.npz`: one per feature of the model, finite, sizes as the configuration says."
-    scalers = {}
-    for name, feats in config["inputs"].items():
-        for f in feats:
-            m, s = arrays.get(f"{f}.mean"), arrays.get(f"{f}.scale")
-            if m is None or s is None: raise BundleError(f"{path}/scalers.npz has no scaler for feature {f!r}")
-            finite = np.isfinite(m).all() and np.isfinite(s).all() and (s > 0).all()
-            if m.ndim != 1 or m.shape != s.shape or not finite:
-                raise BundleError(f"{path}/scalers.npz: the scaler of {f!r} is damaged (shapes or values)")
-            scalers[f] = FeatureScaler()
-            scalers[f].mean_, scalers[f].scale_ = m.astype(np.float32), s.astype(np.float32)
-        want = (config.get("n_features") or {}).get(name)
-        got = sum(len(scalers[f].mean_) for f in feats)
-        if want is not None and int(want) != got:
-            raise BundleError(f"{path}: input {name!r} has {want} feature rows in config.json "
-                              f"but its scalers have {got}")
-    return scalers
-
-# %% ../nbs/05_training.ipynb #3f1fcc5d
-def _check_model(path: Path, config: dict, model):
-    "Model inputs named like the configuration's, one output per class."
-    names = sorted(i.name.split(":")[0] for i in model.inputs)
-    if names != sorted(config["inputs"]):
-        raise BundleError(f"{path}: model.keras has inputs {names}, config.json {sorted(config['inputs'])}")
-    n_out = int(model.outputs[0].shape[-1])
-    if n_out != len(config["genres"]):
-        raise BundleError(f"{path}: config.json lists {len(config['genres'])} genres, the model has {n_out} outputs")
-
-# %% ../nbs/05_training.ipynb #38de04df
-@dataclass
-class Bundle:
-    "A saved model with everything needed to classify a clip: `load_bundle(path)`."
-    path: Path
-    config: dict          # config.json: inputs, segment, genres, ...
-    metrics: dict         # metrics.json
-    scalers: dict         # feature -> FeatureScaler fitted on the training clips
-    model: Any            # the keras.Model
-    extractor: Callable | None = None  # (waveform, sr, feature) -> (n_features, n_frames); default: genre_nb.features
-    @property
-    def genres(self) -> list[str]: return list(self.config["genres"])
-
-# %% ../nbs/05_training.ipynb #287e71e8
-@patch(as_prop=True)
-def segment(self: Bundle) -> SegmentConfig:
-    "How the model cuts a clip into examples."
-    s = self.config["segment"]
-    return SegmentConfig(s.get("seconds"), s.get("sample_rate", 22050), s.get("hop", 512), s.get("clip_frames"),
-                         dict(self.config.get("pooled", {})))
-
-# %% ../nbs/05_training.ipynb #48bd2e00
-@patch(as_prop=True)
-def features(self: Bundle) -> list[str]:
-    "The features this model needs, in input order."
-    return [f for fs in self.config["inputs"].values() for f in fs]
-
-# %% ../nbs/05_training.ipynb #cf4adf82
-@patch
-def clips(self: Bundle, features: list[dict]) -> ClipSet:
-    "Scaled model inputs of clips given as `{feature: (n_features, n_frames)}` dicts."
-    scaled = [{f: _scale_one(self.scalers.get(f), np.asarray(d[f], dtype=np.float32)) for f in self.features}
-              for d in features]
-    stacked = [stack_inputs(d, self.config["inputs"]) for d in scaled]
-    return ClipSet({k: [s[k] for s in stacked] for k in self.config["inputs"]}, np.full(len(features), -1),
-                   [str(i) for i in range(len(features))])
-
-# %% ../nbs/05_training.ipynb #452bfce4
-@patch
-def predict_features(self: Bundle,
-                     features: dict,   # one clip: feature name -> unscaled (n_features, n_frames)
-                    ) -> tuple[np.ndarray, np.ndarray]:  # clip (n_genres,), segments (n_segments, n_genres)
-    "Probabilities of one clip from its features: averaged over its segments, and per segment."
-    cp, sp, _ = predict_clips(self.model, self.clips([features]), self.segment)
-    return cp[0], sp
-
-# %% ../nbs/05_training.ipynb #1a554f09
-def default_extractor(config: dict) -> Callable:
-    "A function (waveform, sr) -> {feature: array}: a bundle's features by `genre_nb.features.compute_features`."
-    names = list(dict.fromkeys(f for fs in config["inputs"].values() for f in fs))
-    return lambda y, sr: F.compute_features(y, sr, names, config.get("feature_overrides") or None)
-
-# %% ../nbs/05_training.ipynb #95603c1a
-@patch
-def extract(self: Bundle, y: np.ndarray, sr: int = 22050) -> dict:
-    "The features this model needs, from a mono waveform (resampled to the model's rate first)."
-    target = int(self.config.get("sample_rate", 22050))
-    y = np.asarray(y, dtype=np.float32)
-    if sr != target: y, sr = data.resample(y, sr, target), target
-    if self.extractor is not None: return {f: self.extractor(y, sr, f) for f in self.features}
-    return default_extractor(self.config)(y, sr)
-
-# %% ../nbs/05_training.ipynb #3b7cb175
-@patch
-def predict_proba(self: Bundle,
-                  y: np.ndarray,           # mono waveform
-                  sr: int = 22050,         # its sample rate
-                  segments: bool = False,  # also return the per-segment probabilities
-                 ):
-    "Genre probabilities of one clip (averaged over its segments; with `segments=True` also per segment)."
-    cp, sp = self.predict_features(self.extract(y, sr))
-    return (cp, sp) if segments else cp
-
-# %% ../nbs/05_training.ipynb #9d0457ed
-@patch
-def predict(self: Bundle, y: np.ndarray, sr: int = 22050) -> str:
-    "The most probable genre of one clip."
-    return self.genres[int(np.argmax(self.predict_proba(y, sr)))]
-
-# %% ../nbs/05_training.ipynb #e10cb5b0
-def load_bundle(path: Path | str,  # a bundle folder written by `save_bundle`
-               ) -> Bundle:
-    "Load a model bundle after checking it against its schema; never a pickle. `BundleError` names the first problem."
-    import keras
-    path = Path(path)
-    if not path.is_dir(): raise BundleError(f"model folder not found: {path}")
-    refuse_pickles(path)
-    if not (path / "config.json").is_file(): raise BundleError(f"not a genre_nb model bundle (no config.json): {path}")
-    config = read_json(path / "config.json")
-    if config.get("format") != BUNDLE_FORMAT:
-        raise BundleError(f"{path}: unknown bundle format {config.get('format')!r} (expected {BUNDLE_FORMAT})")
-    _check_config(path, config)
-    metrics = read_json(path / "metrics.json") if (path / "metrics.json").exists() else {}
-    scalers = _check_scalers(path, config, read_arrays(path / "scalers.npz"))
-    if not (path / "model.keras").is_file(): raise BundleError(f"{path}: model.keras is missing")
-    try:
-        model = keras.saving.load_model(path / "model.keras", compile=False, safe_mode=True)
-    except Exception as e:
-        raise BundleError(f"{path}/model.keras cannot be loaded: damaged, or not a Keras 3 model "
-                          f"({type(e).__name__})") from None
-    _check_model(path, config, model)
-    return Bundle(path, config, metrics, scalers, model)
-
-# %% ../nbs/05_training.ipynb #68222d80
-def list_bundles(root: Path | str = "models") -> pd.DataFrame:
-    "The bundles under `root` (anchored like `models_dir`), newest first: model, features, data, accuracies, date."
-    rows = []
-    for cfgp in sorted(models_dir(root).glob("*/config.json")):
-        try:
-            c = json.loads(cfgp.read_text())
-            mp = cfgp.parent / "metrics.json"
-            m = json.loads(mp.read_text()) if mp.exists() else {}
-        except (OSError, ValueError):
-            continue
-        if c.get("format") != BUNDLE_FORMAT: continue
-        rows.append({"path": cfgp.parent, "model": c.get("model"), "features": m.get("features"),
-                     "embedding": c.get("embedding"), "dataset": m.get("dataset"), "split": m.get("split"),
-                     "quick": bool(m.get("quick", False)), "val_accuracy": m.get("val_accuracy"),
-                     "test_accuracy": m.get("test_accuracy"), "date": m.get("date") or "",
-                     "mtime": cfgp.stat().st_mtime})
-    cols = ["path", "model", "features", "embedding", "dataset", "split", "quick", "val_accuracy", "test_accuracy",
-            "date"]
-    if not rows: return pd.DataFrame(columns=cols)
-    return pd.DataFrame(rows).sort_values("mtime", ascending=False)[cols].reset_index(drop=True)
-
-# %% ../nbs/05_training.ipynb #a6c66fe9
-def convert_legacy_bundle(path: Path | str,  # a bundle of format genre_nb.bundle/1 (scalers in scalers.joblib)
-                          trust: bool = False, # you trust whoever made it: unpickling runs whatever code it holds
-                         ) -> Path:
-    "Rewrite a first-format bundle you trust into the current, pickle-free format (scalers.npz), in place."
-    import joblib
-    path = Path(path)
-    if not trust:
-        raise BundleError(f"converting {path} unpickles scalers.joblib, which can run any code it holds: "
-                          "only for a bundle you made or trust (pass trust=True, or --trust)")
-    if not (path / "scalers.joblib").is_file(): raise BundleError(f"{path}: no scalers.joblib to convert")
-    config = read_json(path / "config.json")
-    _save_npz(path / "scalers.npz", scalers_to_arrays(joblib.load(path / "scalers.joblib")))
-    config = {**config, "format": BUNDLE_FORMAT}
-    write_text(path / "config.json", json.dumps(config, indent=2, default=core._json_default))
-    write_text(path / "README.md", BUNDLE_README.format(fmt=BUNDLE_FORMAT))
-    (path / "scalers.joblib").unlink()
-    return path
+def __getattr__(name: str):
+    "A name of the model bundle (moved to `bundle`, `05c_bundle`, in the split by job), importable from here as before."
+    if name in B.__all__: return getattr(B, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 # %% ../nbs/05_training.ipynb #ce4b0ef6
 SPLIT_PARTS = ("train", "valid", "test")
@@ -799,8 +495,8 @@ def load_inputs(tracks: pd.DataFrame,          # from genre_nb.data.prepare (spl
     for f in names:
         raw = load_feature(t, f, cache_dir, jobs)
         scalers[f] = _fit_scaler([a for a, tr in zip(raw, is_train) if tr])
-        feats[f] = [_scale_one(scalers[f], a) for a in raw]
-    stacked = stack_inputs(feats, inputs)
+        feats[f] = [B._scale_one(scalers[f], a) for a in raw]
+    stacked = B.stack_inputs(feats, inputs)
     y = np.array([GENRES.index(g) for g in t.genre])
     sets = {}
     for p in SPLIT_PARTS:
@@ -851,7 +547,7 @@ def evaluate_model(model_name: str,    # "cnn", "rnn" or "hybrid" (PAPER_RESULTS
                         embedding=data.embedding, view=view_name(data.seg), fit_on="train", quick=bool(quick))
 
 # %% ../nbs/05_training.ipynb #919597c0
-def save_run_bundle(path: Path | str,      # usually models_dir() / run_id(...)
+def save_run_bundle(path: Path | str,      # usually B.models_dir() / B.run_id(...)
                     model, data: ChapterData,
                     model_name: str,       # "cnn", "rnn", "hybrid"
                     result=None,           # the evaluate.Result of the test set
@@ -868,7 +564,7 @@ def save_run_bundle(path: Path | str,      # usually models_dir() / run_id(...)
     metrics = {"provenance": prov or {}}
     if result is not None:
         metrics.update({k: v for k, v in result.to_row().items()})
-    return save_bundle(path, model, config, data.scalers, metrics, history)
+    return B.save_bundle(path, model, config, data.scalers, metrics, history)
 
 # %% ../nbs/05_training.ipynb #8ccc843c
 def compare_with_baselines(results: pd.DataFrame,  # core.read_results(...)
@@ -980,9 +676,9 @@ def run_chapter(params: ChapterConfig,       # from `chapter_config`
                            segment_seconds=p.segment_seconds, quick=p.quick, model=model_name, features=features,
                            **extra)
     train_params = {k: v for k, v in vars(p.train).items() if k != "seed"}
-    rid = run_id(p.chapter, dataset=ds.name, fingerprint=ds.fingerprint, split=p.split, seed=p.seed, **extra,
-                 segment_seconds=p.segment_seconds, quick=p.quick, **train_params)
-    run_dir = models_dir(models) / rid
+    rid = B.run_id(p.chapter, dataset=ds.name, fingerprint=ds.fingerprint, split=p.split, seed=p.seed, **extra,
+                   segment_seconds=p.segment_seconds, quick=p.quick, **train_params)
+    run_dir = B.models_dir(models) / rid
     trained = fit(lambda: build(cd), cd.train, cd.valid, cd.seg, p.train, checkpoint_dir=run_dir / "checkpoint",
                   resume=p.resume)
     curves = plot_curves(trained.history, f"{label}, {ds.name}: accuracy and loss over epochs")
@@ -1010,7 +706,7 @@ def check_bundle(run: ChapterRun,                  # from `run_chapter`
                 ) -> dict:                         # the clip, the reloaded bundle's answer, the differences, its files
     "Reload a run's bundle and classify the first test clip from features and from audio; raise if it disagrees."
     cd = run.data
-    bundle = load_bundle(run.run_dir)
+    bundle = B.load_bundle(run.run_dir)
     first = cd.tracks.iloc[[len(cd.train) + len(cd.valid)]]
     cp, sp = bundle.predict_features({f: load_feature(first, f)[0] for f in bundle.features})
     ref, _, _ = predict_clips(run.trained.model, cd.test.subset([0]), cd.seg)
@@ -1019,8 +715,8 @@ def check_bundle(run: ChapterRun,                  # from `run_chapter`
            "features_diff": float(np.abs(cp - ref[0]).max()), "audio_diff": float(np.abs(wp - ref[0]).max()),
            "segments": len(wsp), "feature_segments": len(sp), "files": sorted(f.name for f in run.run_dir.iterdir())}
     if out["features_diff"] > atol_features or out["audio_diff"] > atol_audio or len(wsp) != len(sp):
-        raise BundleError(f"the bundle reloaded from {run.run_dir.name} disagrees with the trained model: "
-                          f"{ {k: out[k] for k in ('features_diff', 'audio_diff', 'segments', 'feature_segments')} }")
+        raise B.BundleError(f"the bundle reloaded from {run.run_dir.name} disagrees with the trained model: "
+                            f"{ {k: out[k] for k in ('features_diff', 'audio_diff', 'segments', 'feature_segments')} }")
     return out
 
 # %% ../nbs/05_training.ipynb #9d021ebf
