@@ -41,6 +41,20 @@ def _command(sub,               # the parser's subparsers
     p.set_defaults(func=func)
     return p
 
+# %% ../nbs/10_cli.ipynb #7845b794
+_SHARED = {   # option -> its argparse definition, for every command that takes it
+    "--jobs": dict(type=int, default=2, help="parallel workers (default 2)"),
+    "--tracks-per-genre": dict(type=int, default=30, help="synthetic set only: tracks per genre (default 30)"),
+    "--cache-dir": dict(default=None, help="feature cache (default: $GENRE_NB_CACHE or ~/.cache/genre_nb)"),
+}
+
+# %% ../nbs/10_cli.ipynb #1e909bc6
+def _shared(p: argparse.ArgumentParser, # a command's parser
+            *names: str,                # options of `_SHARED`, in the order `--help` lists them
+           ) -> None:
+    "Add the shared options `names` to `p`."
+    for name in names: p.add_argument(name, **_SHARED[name])
+
 # %% ../nbs/10_cli.ipynb #53a996d6
 def _data_label(name: str,       # `dataset_name`'s: synthetic, gtzan, gtzan_mini or own
                 data_dir=None,   # the folder read (for a user's own)
@@ -108,8 +122,7 @@ def _add_audit(sub) -> None:
                    help="print the audit, summary and duplicates as JSON instead of tables")
     p.add_argument("--min-duration", type=float, default=3.0,
                    help="tracks shorter than this many seconds are excluded (default 3; 0: none)")
-    p.add_argument("--jobs", type=int, default=2, help="parallel workers (default 2)")
-    p.add_argument("--tracks-per-genre", type=int, default=30, help="synthetic set only: tracks per genre (default 30)")
+    _shared(p, "--jobs", "--tracks-per-genre")
     p.add_argument("--duration", type=float, default=30.0, help="synthetic set only: seconds per track (default 30)")
 
 # %% ../nbs/10_cli.ipynb #f7a0ade7
@@ -188,13 +201,12 @@ def _add_extract(sub) -> None:
                    help="comma-separated: summary (the Kaggle table's 57 columns), mel, mfcc, chroma, wavelet, "
                         "musicnn, vggish (default: summary)")
     p.add_argument("--out", default="features.csv", help="the CSV to write (default: features.csv)")
-    p.add_argument("--jobs", type=int, default=2, help="parallel workers (default 2)")
+    _shared(p, "--jobs")
     p.add_argument("--backend", default="loky", choices=("loky", "dask"),
                    help="where the workers run: local processes (loky, default) or a Dask cluster (dask)")
     p.add_argument("--scheduler", default=None,
                    help="with --backend dask: a running scheduler's address (default: a local cluster)")
-    p.add_argument("--cache-dir", default=None, help="feature cache (default: $GENRE_NB_CACHE or ~/.cache/genre_nb)")
-    p.add_argument("--tracks-per-genre", type=int, default=30, help="synthetic set only: tracks per genre (default 30)")
+    _shared(p, "--cache-dir", "--tracks-per-genre")
 
 # %% ../nbs/10_cli.ipynb #e2b5c0a1
 def _bench(args: argparse.Namespace) -> int:
@@ -437,7 +449,7 @@ def _add_train(sub) -> None:
     p.add_argument("--name", default=None, help="how the model names its training data (default: its folders' names)")
     p.add_argument("--jobs", type=int, default=1,
                    help="parallel workers for the audit and the embeddings (default 1; at most the cores)")
-    p.add_argument("--cache-dir", default=None, help="feature cache (default: $GENRE_NB_CACHE or ~/.cache/genre_nb)")
+    _shared(p, "--cache-dir")
     p.add_argument("--set-default", action="store_true",
                    help="make this model the one `genre-nb predict` uses by default")
 
@@ -458,8 +470,7 @@ def _default_model(args: argparse.Namespace) -> int:
 
 # %% ../nbs/10_cli.ipynb #be50947b
 def _add_default_model(sub) -> None:
-    p = _command(sub, "default-model", _default_model,
-                 "show, set or reset the model `predict` uses when none is named",
+    p = _command(sub, "default-model", _default_model, "show, set or reset the model `predict` uses when none is named",
                  "Without arguments: print the model `genre-nb predict` uses when none is named, and why. With "
                  "MODEL_DIR: make that (checked) model the default. With --reset: go back to the model shipped with "
                  "genre_nb. The default is recorded in $GENRE_NB_CONFIG/default_model (default "

@@ -15,7 +15,7 @@ import pandas as pd
 import soundfile as sf
 
 from .core import (GENRES, SPLITS, Config, DataError, ParameterError, atomic_write,
-                           check_choice, get_logger)
+                           check_choice, get_logger, librosa_ready)
 from .audio import (AUDIO_EXTS, HEARD_SR, OTHER_AUDIO_EXTS, AudioError, Loudness, _not_a_file, audio_format,
                             audio_problem, load_audio, read_audio, resample)
 log = get_logger("genre_nb.data")
@@ -560,7 +560,6 @@ def audit_figure(aud: pd.DataFrame,  # the audit table
 # %% ../nbs/01_data_audit.ipynb #0a3c8718
 def simple_stats(y: np.ndarray, sr: int = 22050) -> np.ndarray:
     "Mean and std over time of 20 MFCCs and 12 chroma bins: 64 numbers (the calibration features)."
-    from genre_nb.core import librosa_ready
     librosa = librosa_ready()
     S = np.abs(librosa.stft(y)) ** 2
     m = librosa.feature.mfcc(S=librosa.power_to_db(librosa.feature.melspectrogram(S=S, sr=sr)), n_mfcc=20)

@@ -14,6 +14,7 @@ import pandas as pd
 from fastcore.basics import patch
 
 from . import core
+from . import features as F
 from .core import (DataError, ParameterError, check_choice, check_int)
 from .data import audio_files, audit, fingerprint, skipped_line, sturm_index
 from .embeddings import AUGMENTS, MUSICNN_DEFAULT, MUSICNN_FRAMES, net_layers
@@ -238,7 +239,6 @@ def track_views(tracks: pd.DataFrame,       # track_id, path (and label)
                 cache_dir: Path | str | None = None, jobs: int = 1, progress: bool = True,
                ) -> tuple[pd.DataFrame, dict[str, list[np.ndarray]]]: # tracks that embed; view -> (dim, n_patches)
     "Per-patch embeddings of every track for each view, through the feature cache; a file that fails is left out."
-    from genre_nb import features as F
     nets = dict.fromkeys(v.partition("/")[0] for v in views)
     params = {n: ({} if n == "vggish" else {"musicnn": {"model": n, "layer": "all", "augment": augment}}) for n in nets}
     feature = {n: "vggish" if n == "vggish" else "musicnn" for n in nets}
