@@ -4,7 +4,7 @@
 
 # %% ../nbs/08c_library.ipynb #8b3acb94
 from __future__ import annotations
-import csv, hashlib, io, itertools, json, math, os, tempfile, time
+import csv, hashlib, io, itertools, json, math, os, tempfile, time, warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,11 +14,14 @@ import numpy as np
 from fastcore.basics import patch
 
 from . import inference as I
-from .core import ParameterError, GenreNBError, atomic_write, check_out_file
+from .core import ParameterError, GenreNBError, atomic_write, check_out_file, get_logger
+
+_log = get_logger("genre_nb.library")
 
 # %% auto #0
 __all__ = ['OUT_SUFFIXES', 'RUN_COLUMNS', 'journal_path', 'check_out', 'model_sha256', 'model_id', 'out_schema', 'file_key',
-           'jsonable', 'encode_rows', 'Results', 'open_results', 'write_parquet', 'Summary', 'file_row', 'predict_to']
+           'file_name', 'jsonable', 'encode_rows', 'Results', 'open_results', 'write_parquet', 'Summary', 'file_row',
+           'predict_to']
 
 # %% ../nbs/08c_library.ipynb #3690c658
 OUT_SUFFIXES = (".csv", ".jsonl", ".parquet")   # the output formats, by suffix
@@ -89,6 +92,15 @@ def file_key(src) -> tuple[int | None, float | None]:
     except OSError: return None, None
     return st.st_size, st.st_mtime
 
+# %% ../nbs/08c_library.ipynb #a27c0002
+def file_name(name: str,  # the input's name (`inference.audio_inputs`)
+              src,        # its source: a path, or a (waveform, sr) pair
+             ) -> str:    # how an output's `file` column names it
+    "A path input as its absolute path, its folder resolved; any other input's name as it is."
+    if not isinstance(src, Path): return name
+    p = os.path.abspath(src)
+    return os.path.join(os.path.realpath(os.path.dirname(p)), os.path.basename(p))
+
 # %% ../nbs/08c_library.ipynb #5359cef9
 def jsonable(v):
     "`v` with every non-finite float (in dicts and lists too) replaced by None."
@@ -134,29 +146,54 @@ def _lines(path: Path) -> Iterator[str]:
             yield line.decode("utf-8", "replace")
 
 # %% ../nbs/08c_library.ipynb #ca447d3f
-def _records(path: Path, columns: list[str], suffix: str, name: str) -> Iterator[dict]:
-    "Every whole row of an output file; `ParameterError` unless it has exactly `columns` (`name`: what to call it)."
+def _byte_lines(f, pos: list) -> Iterator[str]:
+    "The lines of a binary file, decoded; `pos`: [the offset after the last line given, that line]."
+    for line in f:
+        pos[0] += len(line)
+        pos[1] = line.decode("utf-8", "replace")
+        yield pos[1]
+
+def _records(path: Path, columns: list[str], suffix: str, name: str,
+            ) -> Iterator[tuple[dict | None, int, bool]]: # (row, end offset, whole) per row
+    "Every row of an output file; `ParameterError` unless it has exactly `columns` (`name`: what to call it)."
     def refuse(found):
-        ours = "model_sha256" in found
-        raise ParameterError(f"{name} " + ("was written with other columns (another model's labels, or with or without "
-                                           "--segments)" if ours else "is not an output of genre-nb predict")
-                             + ": choose another file")
-    if suffix == ".csv":
-        reader = csv.reader(_lines(path))
-        header = next(reader, None)
-        if header is None: return
-        if header != columns: refuse(header)
-        for k, values in enumerate(reader, 2):
-            if len(values) != len(columns):
-                raise ParameterError(f"{name}: row {k} is damaged (not {len(columns)} fields): choose another file")
-            yield dict(zip(columns, values))
-        return
-    for k, line in enumerate(_lines(path), 1):
-        try: r = json.loads(line)
-        except ValueError: raise ParameterError(f"{name}: line {k} is not JSON: not an output of genre-nb predict, "
-                                                "or damaged") from None
-        if not isinstance(r, dict) or list(r) != columns: refuse(list(r) if isinstance(r, dict) else [])
-        yield r
+        why = ("has genre-nb's columns in another order (edited by hand?)" if sorted(found) == sorted(columns)
+               else "was written with other columns (another model's labels, or with or without --segments)"
+               if "model_sha256" in found else "is not an output of genre-nb predict")
+        raise ParameterError(f"{name} {why}: choose another file")
+    size, pos = path.stat().st_size, [0, ""]
+    with open(path, "rb") as f:
+        if suffix == ".csv":
+            reader = csv.reader(_byte_lines(f, pos), strict=True)
+            try: header = next(reader, None)
+            except csv.Error: header = []
+            if header is None: return
+            if header != columns: refuse(header)
+            for k in itertools.count(2):
+                try: values = next(reader, None)
+                except csv.Error: values = []                        # e.g. a quote left open at the end
+                if values is None: return
+                if pos[0] < size and len(values) != len(columns):
+                    raise ParameterError(f"{name}: row {k - 1} is damaged (not {len(columns)} fields): choose another "
+                                         "file")
+                if len(values) != len(columns): yield None, pos[0], False      # the last row, cut off
+                else: yield dict(zip(columns, values)), pos[0], pos[1].endswith("\n")
+                if pos[0] >= size: return
+        for k, line in enumerate(_byte_lines(f, pos), 1):
+            whole = line.endswith("\n")
+            try: r = json.loads(line)
+            except ValueError:
+                if not whole:
+                    yield None, pos[0], False
+                    return
+                raise ParameterError(f"{name}: line {k} is not JSON: not an output of genre-nb predict, or "
+                                     "damaged") from None
+            if not isinstance(r, dict) or list(r) != columns:
+                if not whole:
+                    yield None, pos[0], False
+                    return
+                refuse(list(r) if isinstance(r, dict) else [])
+            yield r, pos[0], whole
 
 # %% ../nbs/08c_library.ipynb #3bc30926
 def _done(r: dict) -> tuple[str, tuple[int | None, float | None], bool]:
@@ -174,6 +211,10 @@ class Results:
     done: dict = field(default_factory=dict)  # file -> ((size, mtime), failed): what the output already held
     fd: int | None = None      # the file rows are appended to (a Parquet output's journal), locked
     added: int = 0             # rows added by this run
+    whole: int = 0             # bytes of the appended file that hold its rows (after them: a row cut off)
+    newline: bool = False      # its last row is whole but lacks its newline (a line added by hand)
+    repeated: set = field(default_factory=set)  # files whose rows the output holds twice: classified again
+    created: bool = False      # this run made the appended file
     @property
     def path(self) -> Path:
         "The file rows are appended to: `out`, or a Parquet output's journal."
@@ -214,18 +255,39 @@ def open_results(out: Path | str,    # CSV, JSON Lines or Parquet (`check_out` f
     if not res.path.exists(): return res              # made by `todo`, when there is work to write
     res.fd = os.open(res.path, os.O_RDWR | os.O_APPEND)
     _lock(res.fd, name)
-    try:
-        for k, r in enumerate(_records(res.path, res.columns, res.suffix, name), 1):
-            try:
-                _check_row(r, res.run, name)
-                f, key, failed = _done(r)
-            except (ValueError, TypeError) as e:
-                raise ParameterError(f"{name}: row {k} is damaged ({e}): choose another file") from None
-            res.done[f] = (key, failed)
+    try: _read_back(res, name)
     except BaseException:
         os.close(res.fd)
         raise
     return res
+
+# %% ../nbs/08c_library.ipynb #a27c0005
+def _read_back(res: Results, name: str):
+    "Fill `res.done`, `whole`, `newline` and `repeated` from the rows of its appended file."
+    seen, res.whole = set(), len(res._header()) if res.suffix == ".csv" and res.path.stat().st_size else 0
+    for k, (r, end, whole) in enumerate(_records(res.path, res.columns, res.suffix, name), 1):
+        try:
+            if r is None: raise ValueError("cut off")
+            _check_row(r, res.run, name)
+            f, key, failed = _done(r)
+        except ParameterError:
+            if whole: raise
+            r = None
+        except (ValueError, TypeError) as e:
+            if whole: raise ParameterError(f"{name}: row {k} is damaged ({e}): choose another file") from None
+            r = None
+        if r is None:
+            _log.warning(f"{name}: its last line ({res.path.stat().st_size - res.whole} bytes) is not a whole row, as "
+                         "when a run is cut off while writing it: dropped (its file, if any, is classified again)")
+            return
+        f = _resolved(f)
+        if (f, r.get("segment")) in seen: res.repeated.add(f)
+        seen.add((f, r.get("segment")))
+        res.done[f], res.whole, res.newline = (key, failed), end, not whole
+
+def _resolved(f: str) -> str:
+    "A row's file as `file_name` gives it (rows of older outputs name files as typed)."
+    return f if f.startswith("array") or not f else file_name(f, Path(f))
 
 # %% ../nbs/08c_library.ipynb #1cac7dc1
 def _check_row(r: dict, run: dict, name: str):
@@ -240,8 +302,13 @@ def _check_row(r: dict, run: dict, name: str):
 
 # %% ../nbs/08c_library.ipynb #d4b14f8d
 def _write(fd: int, data: bytes):
-    "Append all of `data` to the open file."
-    while data: data = data[os.write(fd, data):]
+    "Append all of `data` to the open file, or nothing: what a failed write left (the disk full part-way) is cut off."
+    before = os.fstat(fd).st_size
+    try:
+        while data: data = data[os.write(fd, data):]
+    except OSError:
+        os.ftruncate(fd, before)
+        raise
 
 # %% ../nbs/08c_library.ipynb #0efff870
 def _journal_from_parquet(out: Path, res: Results, name: str):
@@ -265,33 +332,43 @@ def todo(self: Results,
          items: list,               # (name, source) from `inference.audio_inputs`
          retry_failed: bool = False, # classify again the files whose rows hold an error
         ) -> list[tuple[str, object, tuple]]: # (name, source, (size, mtime)) of what is left to do, in input order
-    "What is left to do; drops the rows of files to do again and a half-written last line."
-    left, drop, seen = [], set(), set()
+    "What is left to do (a file named twice, in any way, once); drops the rows of files to do again and a cut-off row."
+    left, drop, seen = [], set(self.repeated), set()
     for name, src in items:
-        if name in seen: continue
-        seen.add(name)
-        key, prev = file_key(src), self.done.get(name)
-        if prev is not None and prev[0] == key and not (prev[1] and retry_failed): continue
-        if prev is not None: drop.add(name)
+        f = file_name(name, src)
+        if f in seen: continue
+        seen.add(f)
+        key, prev = file_key(src), self.done.get(f)
+        if prev is not None and prev[0] == key and not (prev[1] and retry_failed) and f not in self.repeated: continue
+        if prev is not None: drop.add(f)
         left.append((name, src, key))
+    if self.repeated: _log.info(f"--out {self.out}: {len(self.repeated)} files had their rows twice: classified again")
     if self.fd is None: self._create()
     elif drop: self._rewrite(drop)
     else:
-        size = _complete_size(self.path)
-        if size < self.path.stat().st_size: os.ftruncate(self.fd, size)
-        if size == 0 and self.suffix == ".csv": _write(self.fd, self._header())
+        if self.whole < self.path.stat().st_size: os.ftruncate(self.fd, self.whole)
+        if self.newline: _write(self.fd, b"\n")
+        if self.whole == 0 and self.suffix == ".csv": _write(self.fd, self._header())
     return left
 
 # %% ../nbs/08c_library.ipynb #0db50834
 @patch
 def _create(self: Results):
-    "Create the appended file (with its header for CSV) and lock it."
+    "Create the appended file (with its header for CSV) and lock it; if it cannot be written, leave nothing behind."
     try: self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o666)
     except FileExistsError:
         raise ParameterError(f"--out {self.out}: {self.path} appeared meanwhile: another genre-nb predict is writing "
                              "it; choose another file") from None
+    self.created = True
     _lock(self.fd, f"--out {self.out}")
-    if self.suffix == ".csv": _write(self.fd, self._header())
+    if self.suffix != ".csv": return
+    try: _write(self.fd, self._header())
+    except OSError as e:
+        os.close(self.fd)
+        self.fd = None
+        self.path.unlink(missing_ok=True)
+        raise GenreNBError(f"cannot write {self.path} ({e.strerror}): nothing was written; free the space, or "
+                           "choose another place") from None
 
 # %% ../nbs/08c_library.ipynb #e0d742d2
 @patch
@@ -302,11 +379,12 @@ def _header(self: Results) -> bytes:
 # %% ../nbs/08c_library.ipynb #bd2add25
 @patch
 def _rewrite(self: Results, drop: set):
-    "Rewrite the appended file without the rows of the files in `drop`."
+    "Rewrite the appended file without the rows of the files in `drop` (nor a cut-off last row)."
     with atomic_write(self.path, "wb") as f:
         if self.suffix == ".csv": f.write(self._header())
-        for r in _records(self.path, self.columns, self.suffix, f"--out {self.out}"):
-            if r["file"] not in drop: f.write(encode_rows([r], self.columns, self.suffix))
+        for r, end, _ in _records(self.path, self.columns, self.suffix, f"--out {self.out}"):
+            if end > self.whole: break
+            if _resolved(r["file"]) not in drop: f.write(encode_rows([r], self.columns, self.suffix))
     os.close(self.fd)
     self.fd = os.open(self.path, os.O_RDWR | os.O_APPEND)
     _lock(self.fd, f"--out {self.out}")
@@ -317,24 +395,37 @@ def _rewrite(self: Results, drop: set):
 def append(self: Results,
            rows: list[dict],   # one file's rows (`predict_iter`'s)
            key: tuple,         # its (size, mtime) when it was read
+           file: str | None = None, # how the output names it (`file_name`; None: as the rows do)
           ):
     "Append one file's rows, as one write of whole lines."
-    extra = {"size": key[0], "mtime": key[1], **self.run}
+    extra = {"size": key[0], "mtime": key[1], **self.run, **({"file": file} if file else {})}
     try: _write(self.fd, encode_rows([{**r, **extra} for r in rows], self.columns, self.suffix))
     except OSError as e:
+        if self.created and not self.added:
+            raise GenreNBError(f"cannot write {self.path} ({e.strerror}): nothing was written; free the space, or "
+                               "choose another place") from None
         raise GenreNBError(f"cannot add rows to {self.path} ({e.strerror}): the {self.added} rows written so far are "
                            "in it; free the space and run again with --resume") from None
     self.added += len(rows)
 
 # %% ../nbs/08c_library.ipynb #6d7c84c7
 @patch
-def close(self: Results):
+def close(self: Results,
+          failed: bool = False, # the run stops on an error already said: an empty file it made goes, and nothing raises
+         ):
     "Release the output; a Parquet output is (re)written from its journal where the journal is newer."
     if self.fd is None: return
     os.close(self.fd)
     self.fd = None
+    if failed and self.created and self.path.stat().st_size == 0: self.path.unlink()
+    if failed and not self.path.exists(): return
     stale = not self.out.exists() or self.path.stat().st_mtime_ns > self.out.stat().st_mtime_ns
-    if self.path != self.out and (self.added or stale): write_parquet(self.path, self.out, self.schema)
+    if self.path == self.out or not (self.added or stale): return
+    try: write_parquet(self.path, self.out, self.schema)
+    except OSError as e:
+        if failed: return
+        raise GenreNBError(f"cannot write {self.out} ({e.strerror}): its rows are in {self.path}; free the space and "
+                           "run again with --resume") from None
 
 # %% ../nbs/08c_library.ipynb #82fd9320
 _ARROW = {str: "string", int: "int64", float: "float64", bool: "bool"}   # Python type -> Arrow type
@@ -418,7 +509,7 @@ def predict_to(out: Path | str | None,  # CSV, JSON Lines or Parquet (by suffix)
     res = open_results(out, m, segments, win, resume) if out is not None else None
     try: todo = res.todo(items, retry_failed) if res else [(n, s, None) for n, s in items]
     except BaseException:
-        res.close()
+        res.close(failed=True)
         raise
     summary = summary if summary is not None else Summary()
     summary.inputs, summary.skipped = len(items), len(items) - len(todo)
@@ -428,10 +519,17 @@ def predict_to(out: Path | str | None,  # CSV, JSON Lines or Parquet (by suffix)
 def _stream(res: Results | None, todo: list, model, labels: list[str], window_s: float, backend: str, jobs: int,
             segments: bool, progress: bool, summary: Summary) -> Iterator[tuple[str, list[dict]]]:
     "Predict `todo`, appending each file's rows to `res` as it is done."
+    work = I._predicted([t[:2] for t in todo], model, labels, window_s, backend, jobs, segments, progress)
     try:
-        for i, rows in I._predicted([t[:2] for t in todo], model, labels, window_s, backend, jobs, segments, progress):
-            if res: res.append(rows, todo[i][2])
+        for i, rows in work:
+            if res: res.append(rows, todo[i][2], file_name(*todo[i][:2]))
             summary.add(rows, labels)
             yield todo[i][0], rows
+    except GenreNBError:
+        if res: res.close(failed=True)
+        raise
     finally:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", r".* tasks (have been|which were)", UserWarning)   # joblib's, on purpose
+            work.close()
         if res: res.close()
