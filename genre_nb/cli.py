@@ -20,6 +20,7 @@ from .core import (Config, DataError, GenreNBError, ParameterError, atomic_write
 from .data import AUDIT_COLUMNS, audit, dataset_name, duplicates, find_tracks, genre_summary, name_collisions
 from .data import open_dataset, prepare, usable_tracks
 from .download import MINI_MD5, MINI_URL, download_mini
+from .cluster_features import cluster_feature_table
 from .features import bench, check_features, feature_table
 from .reproduce import reproduce, write_readme
 from .bundle import convert_legacy_bundle
@@ -179,7 +180,8 @@ def _extract(args: argparse.Namespace) -> int:
         if usable_tracks(tracks).empty:
             raise DataError(f"no usable track in {args.data_dir}: all {len(tracks)} are excluded "
                             "(genre-nb audit says why); nothing written")
-        table = feature_table(tracks, feats, jobs=jobs, cache_dir=args.cache_dir, client=client)
+        table = (feature_table(tracks, feats, jobs=jobs, cache_dir=args.cache_dir) if client is None
+                 else cluster_feature_table(tracks, feats, client, args.cache_dir))
     if table.empty: raise DataError(f"no track of {args.data_dir} gave features (see the lines above); nothing written")
     with atomic_write(out) as f: table.to_csv(f, index=False)
     skipped = len(tracks) - len(table)

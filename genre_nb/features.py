@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from fastcore.basics import patch
 
-from . import cluster, data, embeddings
+from . import data, embeddings
 from .core import (GENRES, Config, DataError, GenreNBError, ParameterError, atomic_write, check_choice,
                            check_float, check_int, get_logger)
 
@@ -656,78 +656,28 @@ def feature_columns(feature: str, n: int) -> list[str]:
     "Column names of `feature` in `feature_table`: Kaggle names for summary, else `<feature>_<i>`."
     return list(SUMMARY_COLUMNS) if feature == "summary" else [f"{feature}_{i}" for i in range(n)]
 
-# %% ../nbs/02_features.ipynb #9603ec1b
-def _block(feature: str, ids: list[str], vectors: list[np.ndarray]) -> pd.DataFrame:
-    "One feature's columns (`feature_columns`): a row of float64 per track id."
-    X = np.stack(vectors) if vectors else np.empty((0, 0))
-    return pd.DataFrame(X, index=pd.Index(ids, name="track_id"), columns=feature_columns(feature, X.shape[1]))
-
-# %% ../nbs/02_features.ipynb #7773e3ea
-def _joined(tracks: pd.DataFrame, blocks: list[pd.DataFrame], failed: dict[str, str]) -> pd.DataFrame:
-    "track_id, genre of the usable tracks that did not fail (each failure logged), then the blocks' columns."
-    for t, why in failed.items(): _log.warning(f"feature_table: {t} left out: {why}")
-    base = data.usable_tracks(tracks)[["track_id"] + (["genre"] if "genre" in tracks.columns else [])]
-    base = base[~base.track_id.isin(failed.keys())].set_index("track_id")
-    return base.join(blocks, how="left").reset_index()
-
 # %% ../nbs/02_features.ipynb #685def95
 def feature_table(tracks: pd.DataFrame,                 # tracks table
                   features: str | Sequence[str] = ("summary",), # names in `FEATURES`
                   jobs: int = 1,                        # workers for the cache misses
-                  cache_dir: Path | str | None = None,  # cache root (with `client`: where the workers write)
+                  cache_dir: Path | str | None = None,  # cache root
                   params: dict[str, dict] | None = None, # feature -> parameter overrides
                   sr: int = 22050,                      # sample rate to load the audio at
                   progress: bool = True,                # progress bar while computing
-                  client=None,                          # a `distributed.Client`: the work runs on its workers
                  ) -> pd.DataFrame:                     # track_id, genre, then the feature columns
     "Clip-level vectors: Kaggle summary columns and/or per-feature means over frames, one row per usable track."
     features = check_features(features)
-    if client is not None: return _cluster_table(tracks, features, client, cache_dir, params, sr, progress)
     extract(tracks, features, jobs, cache_dir, params, sr, progress=progress)   # one pass fills every feature
     blocks, failed = [], {}
     for f in features:
         ids, arrays, bad = _load_all(tracks, f, cache_dir, params, sr, jobs, mmap=True)
         failed.update(bad)
-        blocks.append(_block(f, ids, [np.asarray(a, np.float64).mean(axis=1) for a in arrays]))
-    return _joined(tracks, blocks, failed)
-
-# %% ../nbs/02_features.ipynb #c0ce8254
-def _cluster_row(row: dict,                 # track_id, path, [content_hash]
-                 features: tuple[str, ...],
-                 store: tuple,              # `FeatureStore` arguments: (cache_dir or None, sr, params)
-                ) -> dict:                  # `_extract_one`'s fields, and `vectors`: feature -> its mean over frames
-    "Worker: fill this worker's cache for one track (`_extract_one`), then its clip-level vectors."
-    store = FeatureStore(*store)
-    out = _extract_one(row, features, store)
-    if out["status"] == "ok":
-        arrays = {f: store.load(out["content_hash"], f, mmap=True) for f in features}
-        if all(a is not None for a in arrays.values()):
-            return {**out, "vectors": {f: np.asarray(a, np.float64).mean(axis=1) for f, a in arrays.items()}}
-        out.update(status=f"its cache entries in {store.root} could not be read back", source="failed")
-    if not os.access(row["path"], os.R_OK):
-        out["status"] += f" ({row['path']} cannot be opened on {cluster.worker_name()}: {cluster.SAME_PATHS})"
-    return out
-
-# %% ../nbs/02_features.ipynb #e521558e
-def _cluster_table(tracks: pd.DataFrame, features: tuple[str, ...], client, cache_dir, params, sr: int,
-                   progress: bool = True) -> pd.DataFrame:
-    "`feature_table` on a Dask cluster: its workers fill their cache and send back each track's vectors."
-    from tqdm.auto import tqdm
-    store = FeatureStore(cache_dir, check_int("sr", sr, 1000), dict(params or {}))
-    for f in features: store.key(f)                   # validates every parameter before any work
-    ok = data.usable_tracks(tracks)
-    rows = [{k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in r.items()}
-            for r in ok[[c for c in ("track_id", "path", "content_hash") if c in ok.columns]].to_dict("records")]
-    where = (str(Path(cache_dir).expanduser().resolve()) if cache_dir else None, store.sr, store.params)
-    got, failed = {}, {}
-    answers = cluster.cluster_map(client, _cluster_row, rows, features, where)
-    for i, res, _ in tqdm(answers, total=len(rows), desc=f"features ({', '.join(features)}) on Dask", unit="track",
-                          disable=not progress, leave=False):
-        if isinstance(res, cluster.WorkerLost): failed[rows[i]["track_id"]] = str(res)
-        elif res["status"] != "ok": failed[rows[i]["track_id"]] = res["status"]
-        else: got[rows[i]["track_id"]] = res["vectors"]
-    ids = [r["track_id"] for r in rows if r["track_id"] in got]
-    return _joined(tracks, [_block(f, ids, [got[t][f] for t in ids]) for f in features], failed)
+        X = np.stack([np.asarray(a, np.float64).mean(axis=1) for a in arrays]) if arrays else np.empty((0, 0))
+        blocks.append(pd.DataFrame(X, index=pd.Index(ids, name="track_id"), columns=feature_columns(f, X.shape[1])))
+    for t, why in failed.items(): _log.warning(f"feature_table: {t} left out: {why}")
+    base = data.usable_tracks(tracks)[["track_id"] + (["genre"] if "genre" in tracks.columns else [])]
+    base = base[~base.track_id.isin(failed.keys())].set_index("track_id")
+    return base.join(blocks, how="left").reset_index()
 
 # %% ../nbs/02_features.ipynb #200886fd
 def unified_length(lengths: Sequence[int],     # the lengths (frames) of one feature type
