@@ -391,8 +391,8 @@ def _add_predict(sub) -> None:
                    help="files in flight at once, at most one per core (default: every core on ONNX Runtime, "
                         "1 on TensorFlow)")
     p.add_argument("--scheduler", default=None, metavar="ADDRESS",
-                   help="a running Dask scheduler (e.g. tcp://host:8786): its workers classify the files "
-                        f"({cluster.SAME_PATHS}); rows come back into --out, and --json names each file's worker")
+                   help="a running Dask scheduler (e.g. tcp://host:8786): its workers classify the files, and "
+                        f"{cluster.SAME_PATHS}; rows come back into --out, and --json names each file's worker")
 
 # %% ../nbs/10_cli.ipynb #b94f1612
 def _train_folders(args: argparse.Namespace) -> list[Path]:

@@ -164,3 +164,9 @@ def test_a_killed_worker_loses_no_file(tmp_path):
     # after the kill, only the answers already on their way (at most the 4 tasks in flight) can be w1's
     assert {a["worker"].split(" (")[0] for a in answers[killed + 4:]} == {"Dask worker w0"}
     assert _rows(remote) == _rows(local)
+
+
+def test_help_says_the_workers_must_see_the_files():
+    for cmd in ("predict", "extract"):
+        r = subprocess.run([GENRE_NB, cmd, "--help"], capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0 and "must see the files at the same paths" in " ".join(r.stdout.split()), r.stdout
