@@ -342,7 +342,11 @@ def test_13_sigterm_to_train_leaves_no_worker_and_nothing_in_dev_shm(tmp_path):
     time.sleep(1.0)
     kids = _children(p.pid)
     p.send_signal(signal.SIGTERM)
-    _, stderr = p.communicate(timeout=60)
+    try: _, stderr = p.communicate(timeout=60)
+    except subprocess.TimeoutExpired:                                  # its workers hold its pipes open: stop them all
+        os.killpg(p.pid, signal.SIGKILL)
+        p.communicate()
+        raise AssertionError("60 s after SIGTERM its workers still ran") from None
     assert p.returncode == 143 and "Traceback" not in stderr, stderr
     time.sleep(2.0)
     alive = [k for k in kids if _alive(k)]
