@@ -19,7 +19,7 @@ __all__ = ['MN04_SR', 'MN04_N_FFT', 'MN04_HOP', 'MN04_WIN', 'MN04_MELS', 'MN04_F
            'MN04_WINDOW', 'MN04_TAIL_S', 'MN04_WIDTH', 'MN04_BLOCKS', 'MN04_EMBEDDING', 'MN04_HIDDEN', 'MN04_CLASSES',
            'MN04_OUTPUTS', 'MN04_LAYERS', 'MN04_VERSION', 'mn04_source', 'to_32k', 'mn04_window', 'kaldi_mel_banks',
            'mn04_logmel', 'mn04_windows', 'build_mn04', 'load_mn04_weights', 'mn04_dir', 'mn04_file', 'export_mn04',
-           'mn04_session', 'window_outputs', 'mn04_outputs', 'mn04_feature']
+           'mn04_session', 'window_outputs', 'mn04_outputs', 'mn04_params', 'mn04_feature']
 
 # %% ../nbs/02c_mn04.ipynb #4c02f55e
 def mn04_source(name: str = "", # a file of the release: "mn04_as_weights.npz", "reference_outputs.npz", ...
@@ -261,14 +261,27 @@ def mn04_outputs(y: np.ndarray,           # waveform, (n,) or (channels, n)
 MN04_LAYERS = {"embedding": MN04_EMBEDDING, "logits": MN04_CLASSES}  # layer -> dimension, in the stacked order
 MN04_VERSION = 1  # bump when mn04's numbers change, to invalidate cached features
 
-# %% ../nbs/02c_mn04.ipynb #3c6372d9
+# %% ../nbs/02c_mn04.ipynb #5f00bee0
+def mn04_params(options: dict | None = None, # `layer`, `augment` (`mn04_feature`)
+               ) -> dict:                    # what identifies its numbers: goes into the feature cache key
+    "The parameters that determine mn04's output as a feature (layer, training copy, rate, window, version)."
+    options = dict(options or {})
+    if (bad := set(options) - {"layer", "augment"}):
+        raise ParameterError(f"mn04 has no option {', '.join(sorted(bad))}; its options: layer, augment")
+    layer = options.get("layer") or "all"
+    if layer != "all" and layer not in MN04_LAYERS:
+        raise ParameterError(f"mn04 has no layer {layer!r}; its layers: {', '.join(MN04_LAYERS)}, all")
+    return {"embedding": "mn04", "layer": layer, **({"augment": options["augment"]} if options.get("augment") else {}),
+            "weights": "EfficientAT mn04_as (mAP 0.432)", "sr": MN04_SR, "window_s": MN04_WINDOW_S,
+            "version": MN04_VERSION}
+
+# %% ../nbs/02c_mn04.ipynb #f79a3f4f
 def mn04_feature(y: np.ndarray, sr: int,
                  layer: str = "all",         # "embedding", "logits", or "all" (stacked in `MN04_LAYERS` order)
                  augment: str | None = None, # a training copy first (`embeddings.augment_audio`), or None
                 ) -> np.ndarray:             # (dim, n_windows) float32
     "mn04 as a feature: one layer, or both stacked, one column per 10 s window."
-    if layer != "all" and layer not in MN04_LAYERS:
-        raise ParameterError(f"mn04 has no layer {layer!r}; its layers: {', '.join(MN04_LAYERS)}, all")
+    mn04_params({"layer": layer})                 # a known layer, or one line saying which are
     if augment: y = augment_audio(to_mono(y.T) if np.ndim(y) == 2 else y, sr, augment)
     out = mn04_outputs(y, sr)
     parts = [out[k] for k in MN04_LAYERS if layer in ("all", k)]
