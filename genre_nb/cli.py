@@ -22,7 +22,7 @@ from .data import open_dataset, prepare, usable_tracks
 from .download import MINI_MD5, MINI_URL, download_mini
 from .features import bench, check_features, feature_table
 from .reproduce import reproduce, write_readme
-from .training import convert_legacy_bundle
+from .bundle import convert_legacy_bundle
 
 # %% auto #0
 __all__ = ['parser', 'main']
@@ -40,6 +40,20 @@ def _command(sub,               # the parser's subparsers
     if data_dir is not None: p.add_argument("data_dir", nargs="?", default=None, help=data_dir)
     p.set_defaults(func=func)
     return p
+
+# %% ../nbs/10_cli.ipynb #7845b794
+_SHARED = {   # option -> its argparse definition, for every command that takes it
+    "--jobs": dict(type=int, default=2, help="parallel workers (default 2)"),
+    "--tracks-per-genre": dict(type=int, default=30, help="synthetic set only: tracks per genre (default 30)"),
+    "--cache-dir": dict(default=None, help="feature cache (default: $GENRE_NB_CACHE or ~/.cache/genre_nb)"),
+}
+
+# %% ../nbs/10_cli.ipynb #1e909bc6
+def _shared(p: argparse.ArgumentParser, # a command's parser
+            *names: str,                # options of `_SHARED`, in the order `--help` lists them
+           ) -> None:
+    "Add the shared options `names` to `p`."
+    for name in names: p.add_argument(name, **_SHARED[name])
 
 # %% ../nbs/10_cli.ipynb #53a996d6
 def _data_label(name: str,       # `dataset_name`'s: synthetic, gtzan, gtzan_mini or own
@@ -98,9 +112,9 @@ def _audit(args: argparse.Namespace) -> int:
 def _add_audit(sub) -> None:
     p = _command(sub, "audit", _audit,
                  "audit a GTZAN-like folder (paper Figure 1): duration, rate, amplitude, status",
-                 "Audit every track of DATA_DIR: duration, sampling rate, mean/RMS/max amplitude and a status "
-                 "(ok, or why the file is excluded: unreadable, empty, truncated, silent, too short). "
-                 "Prints the table and a per-genre summary and writes audit.csv.",
+                 """Audit every track of DATA_DIR: duration, sampling rate, mean/RMS/max amplitude and a status (ok, or
+                 why the file is excluded: unreadable, empty, truncated, silent, too short). Prints the table and a
+                 per-genre summary and writes audit.csv.""",
                  data_dir="a GTZAN copy (Kaggle genres_original/<genre>/*.wav, Marsyas genres/<genre>/*.au) or a "
                           "folder with one subfolder per genre; omitted: the synthetic GTZAN-like set")
     p.add_argument("--out", default=".", help="folder for audit.csv (default: the current folder)")
@@ -108,8 +122,7 @@ def _add_audit(sub) -> None:
                    help="print the audit, summary and duplicates as JSON instead of tables")
     p.add_argument("--min-duration", type=float, default=3.0,
                    help="tracks shorter than this many seconds are excluded (default 3; 0: none)")
-    p.add_argument("--jobs", type=int, default=2, help="parallel workers (default 2)")
-    p.add_argument("--tracks-per-genre", type=int, default=30, help="synthetic set only: tracks per genre (default 30)")
+    _shared(p, "--jobs", "--tracks-per-genre")
     p.add_argument("--duration", type=float, default=30.0, help="synthetic set only: seconds per track (default 30)")
 
 # %% ../nbs/10_cli.ipynb #f7a0ade7
@@ -181,20 +194,19 @@ def _extract(args: argparse.Namespace) -> int:
 # %% ../nbs/10_cli.ipynb #00047e73
 def _add_extract(sub) -> None:
     p = _command(sub, "extract", _extract, "extract features of every track into one CSV (one row per track)",
-                 "Extract features of every usable track of DATA_DIR (cached; parallel) and write one row "
-                 "per track: track_id, genre, then the features by column name.",
+                 """Extract features of every usable track of DATA_DIR (cached; parallel) and write one row per track:
+                 track_id, genre, then the features by column name.""",
                  data_dir="a GTZAN-like folder (default: the synthetic GTZAN-like set)")
     p.add_argument("--features", default="summary",
                    help="comma-separated: summary (the Kaggle table's 57 columns), mel, mfcc, chroma, wavelet, "
                         "musicnn, vggish (default: summary)")
     p.add_argument("--out", default="features.csv", help="the CSV to write (default: features.csv)")
-    p.add_argument("--jobs", type=int, default=2, help="parallel workers (default 2)")
+    _shared(p, "--jobs")
     p.add_argument("--backend", default="loky", choices=("loky", "dask"),
                    help="where the workers run: local processes (loky, default) or a Dask cluster (dask)")
     p.add_argument("--scheduler", default=None,
                    help="with --backend dask: a running scheduler's address (default: a local cluster)")
-    p.add_argument("--cache-dir", default=None, help="feature cache (default: $GENRE_NB_CACHE or ~/.cache/genre_nb)")
-    p.add_argument("--tracks-per-genre", type=int, default=30, help="synthetic set only: tracks per genre (default 30)")
+    _shared(p, "--cache-dir", "--tracks-per-genre")
 
 # %% ../nbs/10_cli.ipynb #e2b5c0a1
 def _bench(args: argparse.Namespace) -> int:
@@ -212,9 +224,9 @@ def _bench(args: argparse.Namespace) -> int:
 def _add_bench(sub) -> None:
     p = _command(sub, "bench", _bench, "time feature extraction: shared STFT vs separate librosa calls",
                  data_dir="a GTZAN-like folder to take tracks from (default: synthetic signals)",
-                 description="Print, per feature, the median milliseconds per 30 s track and the speed-up of the "
-                             "shared-STFT path over calling librosa once per feature, on the same tracks in the "
-                             "same run.")
+                 description="""Print, per feature, the median milliseconds per 30 s track and the speed-up of the
+                             shared-STFT path over calling librosa once per feature, on the same tracks in the same
+                             run.""")
     p.add_argument("--n-tracks", type=int, default=10, help="tracks to time (default 10)")
     p.add_argument("--repeats", type=int, default=3, help="timings per track (default 3)")
 
@@ -228,8 +240,8 @@ def _reproduce(args: argparse.Namespace) -> int:
 # %% ../nbs/10_cli.ipynb #c03c422b
 def _add_reproduce(sub) -> None:
     p = _command(sub, "reproduce", _reproduce, "re-run the chapters (01-08) with papermill and regenerate reports/",
-                 "Re-execute the chapters (01 to 08) in order with papermill, passing the parameters through; "
-                 "executed notebooks go to REPORTS_DIR/notebooks/, figures and tables to REPORTS_DIR/<chapter>/.")
+                 """Re-execute the chapters (01 to 08) in order with papermill, passing the parameters through; executed
+                 notebooks go to REPORTS_DIR/notebooks/, figures and tables to REPORTS_DIR/<chapter>/.""")
     p.add_argument("--data-dir", default=None, help="a GTZAN folder (default: the synthetic GTZAN-like set)")
     p.add_argument("--split", default="paper", choices=("paper", "filtered"),
                    help="paper: stratified 60/20/20; filtered: Kereliuk/Sturm artist-filtered (default: paper)")
@@ -258,8 +270,8 @@ def _readme(args: argparse.Namespace) -> int:
 # %% ../nbs/10_cli.ipynb #30937591
 def _add_readme(sub) -> None:
     p = _command(sub, "readme", _readme, "rebuild README.md from nbs/index.ipynb and the latest results table",
-                 "Render nbs/index.ipynb to README.md and put the results table (full runs in "
-                 "REPORTS_DIR/results.csv) between its results markers.")
+                 """Render nbs/index.ipynb to README.md and put the results table (full runs in REPORTS_DIR/results.csv)
+                 between its results markers.""")
     p.add_argument("--reports-dir", default="reports", help="where the results store is (default: reports/)")
 
 # %% ../nbs/10_cli.ipynb #4141922b
@@ -344,10 +356,10 @@ def _predict(args: argparse.Namespace) -> int:
 def _add_predict(sub) -> None:
     p = _command(sub, "predict", _predict,
                  "classify your own audio files (default: the real-data model shipped with genre_nb)",
-                 "Print the most probable genres of each FILE (wav, flac, ogg, mp3, au; any sample rate; mono "
-                 "or stereo; any length of at least 3 s, read window by window) as soon as it is done. A folder "
-                 "stands for the audio files under it. With --out, each file's rows are added to that file as it "
-                 "is done; --resume continues it after an interruption.")
+                 """Print the most probable genres of each FILE (wav, flac, ogg, mp3, au; any sample rate; mono or
+                 stereo; any length of at least 3 s, read window by window) as soon as it is done. A folder stands
+                 for the audio files under it. With --out, each file's rows are added to that file as it is done;
+                 --resume continues it after an interruption.""")
     p.add_argument("files", nargs="+", metavar="FILE", help="audio files or folders to classify")
     p.add_argument("--model", default=None,
                    help="a model folder: from `genre-nb train`, or a deep chapter's bundle (default: $GENRE_NB_MODEL, "
@@ -416,10 +428,10 @@ def _train(args: argparse.Namespace) -> int:
 def _add_train(sub) -> None:
     p = _command(sub, "train", _train,
                  "train the transfer model (musicnn + VGG embeddings, logistic regression) on your labelled folders",
-                 "Train on DATA_DIR/<label>/<audio files> (several folders: labels merged by name, each folder a "
-                 "source): labels are the folder names. Estimates the accuracy with artists and sources kept apart "
-                 "(grouped cross-validation, leave one source out), calibrates the probabilities, and writes a model "
-                 "folder (plain data).")
+                 """Train on DATA_DIR/<label>/<audio files> (several folders: labels merged by name, each folder a
+                 source): labels are the folder names. Estimates the accuracy with artists and sources kept apart
+                 (grouped cross-validation, leave one source out), calibrates the probabilities, and writes a model
+                 folder (plain data).""")
     p.add_argument("data_dirs", nargs="*", metavar="DATA_DIR",
                    help="folders with one subfolder per label (GTZAN's genres_original/ or genres/ work too)")
     p.add_argument("--list", default=None, metavar="FILE",
@@ -437,7 +449,7 @@ def _add_train(sub) -> None:
     p.add_argument("--name", default=None, help="how the model names its training data (default: its folders' names)")
     p.add_argument("--jobs", type=int, default=1,
                    help="parallel workers for the audit and the embeddings (default 1; at most the cores)")
-    p.add_argument("--cache-dir", default=None, help="feature cache (default: $GENRE_NB_CACHE or ~/.cache/genre_nb)")
+    _shared(p, "--cache-dir")
     p.add_argument("--set-default", action="store_true",
                    help="make this model the one `genre-nb predict` uses by default")
 
@@ -460,10 +472,10 @@ def _default_model(args: argparse.Namespace) -> int:
 def _add_default_model(sub) -> None:
     p = _command(sub, "default-model", _default_model,
                  "show, set or reset the model `predict` uses when none is named",
-                 "Without arguments: print the model `genre-nb predict` uses when none is named, and why. With "
-                 "MODEL_DIR: make that (checked) model the default. With --reset: go back to the model shipped with "
-                 "genre_nb. The default is recorded in $GENRE_NB_CONFIG/default_model (default "
-                 "~/.config/genre_nb/default_model); $GENRE_NB_MODEL, when set, answers before it.")
+                 """Without arguments: print the model `genre-nb predict` uses when none is named, and why. With
+                 MODEL_DIR: make that (checked) model the default. With --reset: go back to the model shipped with
+                 genre_nb. The default is recorded in $GENRE_NB_CONFIG/default_model (default
+                 ~/.config/genre_nb/default_model); $GENRE_NB_MODEL, when set, answers before it.""")
     p.add_argument("model_dir", nargs="?", default=None, help="a model folder to make the default")
     p.add_argument("--reset", action="store_true", help="forget the default: the shipped model answers again")
 
@@ -477,8 +489,8 @@ def _convert(args: argparse.Namespace) -> int:
 def _add_convert(sub) -> None:
     p = _command(sub, "convert-model", _convert,
                  help="convert a first-format model bundle you trust (scalers.joblib) to plain arrays",
-                 description="Unpickle MODEL_DIR/scalers.joblib (this runs whatever code it holds: only for "
-                             "bundles you made or trust) and rewrite it as scalers.npz, in place.")
+                 description="""Unpickle MODEL_DIR/scalers.joblib (this runs whatever code it holds: only for bundles
+                             you made or trust) and rewrite it as scalers.npz, in place.""")
     p.add_argument("model_dir")
     p.add_argument("--trust", action="store_true", help="you trust where this bundle came from")
 
@@ -491,10 +503,10 @@ def _download(args: argparse.Namespace) -> int:
 # %% ../nbs/10_cli.ipynb #e9061fac
 def _add_download(sub) -> None:
     p = _command(sub, "download", _download, "download GTZAN-mini (100 real GTZAN excerpts) and print its folder",
-                 "Download GTZAN-mini (10 real GTZAN excerpts per genre, from the public repository "
-                 "TempoBeatDownbeat/gtzan_mini), check its md5, unpack it to DEST/gtzan_mini and print "
-                 "the folder to pass on: genre-nb train \"$(genre-nb download mini)\". A complete earlier "
-                 "copy is reused; a failed download leaves nothing behind.")
+                 """Download GTZAN-mini (10 real GTZAN excerpts per genre, from the public repository
+                 TempoBeatDownbeat/gtzan_mini), check its md5, unpack it to DEST/gtzan_mini and print the folder to
+                 pass on: genre-nb train "$(genre-nb download mini)". A complete earlier copy is reused; a failed
+                 download leaves nothing behind.""")
     p.add_argument("dataset", choices=["mini"], help="the dataset: mini (GTZAN-mini)")
     p.add_argument("--dest", default=None,
                    help="where to put it (default: $GENRE_NB_CACHE/data or ~/.cache/genre_nb/data)")

@@ -42,7 +42,7 @@ def to_16k(y: np.ndarray, # waveform: (n,) mono, or (channels, n)
           ) -> np.ndarray: # (m,) float32 mono at 16 kHz, peak <= 1
     "Mono float32 at 16 kHz in [-1, 1]: the input of VGGish and musicnn (`data.to_mono`, `data.resample`)."
     y = np.asarray(y, dtype=np.float32)
-    if y.ndim == 2: y = to_mono(y.T)
+    if y.ndim == 2: y = to_mono(y.T, channels_last=True)
     if y.ndim != 1 or y.size == 0:
         raise ValueError(f"expected a non-empty (n,) or (channels, n) waveform, got shape {y.shape}")
     y = np.nan_to_num(y)
@@ -405,7 +405,7 @@ def musicnn_feature(y: np.ndarray, sr: int,
                     augment: str | None = None,            # a training copy first (`augment_audio`), or None
                    ) -> np.ndarray:                        # (dim, n_patches) float32
     "A network of the musicnn wheel as a feature: one layer (default: MSD's penultimate), or all of them stacked."
-    if augment: y = augment_audio(to_mono(y.T) if np.ndim(y) == 2 else y, sr, augment)
+    if augment: y = augment_audio(to_mono(y.T, channels_last=True) if np.ndim(y) == 2 else y, sr, augment)
     if layer != "all": return np.ascontiguousarray(musicnn_embeddings(y, sr, model, layer).T)
     return np.ascontiguousarray(np.concatenate(list(musicnn_outputs(y, sr, model).values()), axis=1).T)
 

@@ -21,7 +21,7 @@ __all__ = ['log', 'CHAPTERS', 'SEEDED', 'NOTEBOOK_MB', 'ChapterFailed', 'machine
 
 # %% ../nbs/09_reproduce.ipynb #53651031
 CHAPTERS = ("01_data_audit", "02_features", "02a_embeddings", "04_baselines", "05a_cnn", "05b_rnn", "06_hybrid",
-            "07_discussion", "08_predict")
+            "07_discussion", "08d_recipes")
 SEEDED = ("05a_cnn", "05b_rnn", "06_hybrid")   # run once per seed
 
 # %% ../nbs/09_reproduce.ipynb #b43b9f57
