@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from .core import ParameterError, atomic_write, real_data, write_text
-from .data import resample, to_mono
+from .audio import resample, to_mono
 from .embeddings import _tf, augment_audio
 from .musicnn_onnx import ONNX_BATCH, ONNX_OPSET, file_sha256, onnx_session
 
@@ -34,9 +34,9 @@ MN04_SR = 32000  # the sample rate mn04 expects
 def to_32k(y: np.ndarray, # waveform: (n,) mono, or (channels, n)
            sr: int,       # its sample rate
           ) -> np.ndarray: # (m,) float32 mono at 32 kHz
-    "mn04's input rate: mono float32 at 32 kHz (`data.to_mono`, `data.resample`)."
+    "mn04's input rate: mono float32 at 32 kHz (`audio.to_mono`, `audio.resample`)."
     y = np.nan_to_num(np.asarray(y, dtype=np.float32))
-    if y.ndim == 2: y = to_mono(y.T)
+    if y.ndim == 2: y = to_mono(y.T, channels_last=True)
     if y.ndim != 1 or not y.size:
         raise ParameterError(f"expected a non-empty (n,) or (channels, n) waveform, got shape {y.shape}")
     return resample(y, sr, MN04_SR)
@@ -282,7 +282,7 @@ def mn04_feature(y: np.ndarray, sr: int,
                 ) -> np.ndarray:             # (dim, n_windows) float32
     "mn04 as a feature: one layer, or both stacked, one column per 10 s window."
     mn04_params({"layer": layer})                 # a known layer, or one line saying which are
-    if augment: y = augment_audio(to_mono(y.T) if np.ndim(y) == 2 else y, sr, augment)
+    if augment: y = augment_audio(to_mono(y.T, channels_last=True) if np.ndim(y) == 2 else y, sr, augment)
     out = mn04_outputs(y, sr)
     parts = [out[k] for k in MN04_LAYERS if layer in ("all", k)]
     return np.ascontiguousarray(np.concatenate(parts, axis=1).T)
