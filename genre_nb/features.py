@@ -608,7 +608,9 @@ def extract(tracks: pd.DataFrame,                     # tracks table: track_id, 
     "Fill the feature cache for every usable track, in parallel, streaming to disk."
     out = _extract(tracks, features, jobs, cache_dir, params, sr, force, progress)
     n = out.source.value_counts().to_dict()
-    _log.info(f"features {', '.join(check_features(features))}: " + ", ".join(f"{v} {k}" for k, v in n.items()))
+    named = [f + "".join(f" ({v})" for k, v in (params or {}).get(f, {}).items() if k in ("model", "augment") and v)
+             for f in check_features(features)]                       # which network, which copies
+    _log.info(f"features {', '.join(named)}: " + ", ".join(f"{v} {k}" for k, v in n.items()))
     for r in out[out.source == "failed"].itertuples(): _log.warning(f"{r.track_id}: {r.status}")
     return out
 

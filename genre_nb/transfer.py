@@ -4,7 +4,7 @@
 
 # %% ../nbs/08_transfer.ipynb #c4585da4
 from __future__ import annotations
-import datetime, warnings
+import datetime, os, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -24,13 +24,14 @@ from .mn04 import MN04_LAYERS
 _log = core.get_logger("genre_nb.inference")   # one name for the messages of `train` and `predict`, as before
 
 # %% auto #0
-__all__ = ['OUTPUT_COLUMNS', 'DEFAULT_VIEWS', 'POOLINGS', 'TRANSFER_FORMAT', 'label_root', 'reserved_labels',
-           'check_label_counts', 'source_name', 'labelled_tracks', 'cv_groups', 'unchecked_labels', 'model_views',
-           'view_dim', 'one_clock', 'pool_embedding', 'select_pooling', 'TransferModel', 'transfer_from_pipeline',
-           'head_pipeline', 'Recipe', 'track_views', 'recipe_inputs', 'fit_head', 'head_proba', 'tune_C', 'fit_recipe',
-           'protocol_cv', 'source_holdouts', 'leave_source_out', 'protocol_summary', 'protocol_report', 'calibrate',
-           'fit_temperature', 'reliability', 'calibration_error', 'cross_calibrate', 'uncertain_threshold',
-           'reliability_figure', 'usable_labelled', 'TrainReport', 'train', 'compare_recipes']
+__all__ = ['OUTPUT_COLUMNS', 'RUN_COLUMN_NAMES', 'DEFAULT_VIEWS', 'POOLINGS', 'TRANSFER_FORMAT', 'MIN_CALIBRATION_TRACKS',
+           'label_root', 'reserved_labels', 'check_label_counts', 'source_name', 'labelled_tracks', 'cv_groups',
+           'unchecked_labels', 'model_views', 'view_dim', 'one_clock', 'pool_embedding', 'select_pooling',
+           'TransferModel', 'transfer_from_pipeline', 'head_pipeline', 'Recipe', 'track_views', 'recipe_inputs',
+           'fit_head', 'head_proba', 'tune_C', 'fit_recipe', 'protocol_cv', 'source_holdouts', 'leave_source_out',
+           'protocol_summary', 'protocol_report', 'calibrate', 'fit_temperature', 'calibration_problem', 'reliability',
+           'calibration_error', 'cross_calibrate', 'uncertain_threshold', 'reliability_figure', 'usable_labelled',
+           'TrainReport', 'train', 'compare_recipes']
 
 # %% ../nbs/08_transfer.ipynb #36af2a0a
 def label_root(data_dir: Path) -> Path:
@@ -40,12 +41,14 @@ def label_root(data_dir: Path) -> Path:
     return data_dir
 
 # %% ../nbs/08_transfer.ipynb #bc1f44bf
-OUTPUT_COLUMNS = ("file", "genre", "probability", "error", "duration_s", "segment", "start_s", "end_s", "uncertain")
+OUTPUT_COLUMNS = ("file", "genre", "probability", "error", "duration_s", "silent_s", "segment", "start_s", "end_s",
+                  "uncertain")
+RUN_COLUMN_NAMES = ("size", "mtime", "window_s", "model", "model_sha256")   # what an output file adds to each row
 
 # %% ../nbs/08_transfer.ipynb #99acc007
 def reserved_labels(labels: Sequence[str]) -> list[str]:
-    "The labels named like a column of `predict`'s table (`OUTPUT_COLUMNS`): such a model cannot be read back."
-    return sorted(set(labels) & set(OUTPUT_COLUMNS))
+    "The labels named like a column of `predict`'s table or of an output file: such a model cannot be read back."
+    return sorted(set(labels) & {*OUTPUT_COLUMNS, *RUN_COLUMN_NAMES})
 
 # %% ../nbs/08_transfer.ipynb #1630ab60
 def check_label_counts(tracks: pd.DataFrame,  # label per track
@@ -60,14 +63,14 @@ def check_label_counts(tracks: pd.DataFrame,  # label per track
     if (n < 2).any(): raise DataError(f"{where}: every label needs at least 2 {what} files; {n.idxmin()} has {n.min()}")
     if (bad := reserved_labels(n.index)):
         raise DataError(f"{where}: label folder {bad[0]!r} is named like a column of predict's output "
-                        f"({', '.join(OUTPUT_COLUMNS)}): rename it")
+                        f"or of an output file ({', '.join(OUTPUT_COLUMNS + RUN_COLUMN_NAMES)}): rename it")
     return tracks
 
 # %% ../nbs/08_transfer.ipynb #355a0bb8
 def _one_folder(data_dir: Path | str) -> pd.DataFrame:
     "track_id (label/relative path), label, path of every audio file under one labelled folder; skipped files logged."
     d = Path(data_dir).expanduser()
-    if not d.is_dir(): raise DataError(f"data folder not found: {data_dir}")
+    if not d.is_dir(): raise DataError(f"data folder not found: {os.path.abspath(d)}")
     root = label_root(d.resolve())
     subs = [sub for sub in sorted(root.iterdir()) if sub.is_dir() and not sub.name.startswith(".")]
     found = [(sub, *audio_files(sub)) for sub in subs]
@@ -454,6 +457,17 @@ def fit_temperature(P: np.ndarray,  # (n, k) held-out probabilities
     nll = lambda t: -np.mean(np.log(np.clip(calibrate(P, np.exp(t))[np.arange(len(y)), y], 1e-12, 1)))
     return float(np.exp(minimize_scalar(nll, bounds=(np.log(0.05), np.log(20)), method="bounded").x))
 
+MIN_CALIBRATION_TRACKS = 30   # fewer held-out tracks than this may soften probabilities, never sharpen them
+
+def calibration_problem(n_tracks: int,  # the tracks whose held-out answers the temperature was fitted on
+                        T: float,       # `fit_temperature`'s
+                       ) -> str | None: # why `T` must not sharpen the probabilities, or None
+    "Why a fitted temperature below 1 cannot be trusted: too few tracks, or every answer right (T at its bound)."
+    if n_tracks < MIN_CALIBRATION_TRACKS:
+        return f"too few tracks to calibrate on ({n_tracks} < {MIN_CALIBRATION_TRACKS})"
+    if T <= 0.0505: return "every held-out answer was right with room to spare: the temperature ran to its bound (0.05)"
+    return None
+
 # %% ../nbs/08_transfer.ipynb #e903a930
 def reliability(P: np.ndarray, y: np.ndarray, bins: int = 10) -> pd.DataFrame:
     "bin (upper edge), n, confidence (mean top probability), accuracy, per bin with answers."
@@ -511,9 +525,30 @@ def usable_labelled(tracks: pd.DataFrame,  # from `labelled_tracks`
                     jobs: int = 1,         # audit workers
                     where: str = "the training data", # for the message
                    ) -> pd.DataFrame:      # the usable rows, re-indexed
-    "The tracks the audit passes (one log line per file left out), with two labels of two files still."
-    ok = audit(tracks, MIN_SECONDS, jobs=jobs).status.eq("ok").values
-    return check_label_counts(tracks[ok].reset_index(drop=True), where, "usable")
+    "The tracks the audit passes, each audio once (one log line per file left out), with two labels of two files still."
+    aud = audit(tracks, MIN_SECONDS, jobs=jobs)
+    ok = aud.status.eq("ok").values
+    t = tracks[ok].reset_index(drop=True)
+    return check_label_counts(t[_distinct(t, aud.content_hash[ok].tolist())].reset_index(drop=True), where, "usable")
+
+def _distinct(tracks: pd.DataFrame,  # label, path
+              hashes: list[str],     # the audit's `content_hash` of each
+             ) -> np.ndarray:        # mask: the first track of each audio
+    "The first track of each audio (copies are left out, in one line); `DataError` if two labels share one."
+    first, keep = {}, np.ones(len(tracks), bool)
+    for i, (h, lab, p) in enumerate(zip(hashes, tracks.label, tracks.path)):
+        j = first.setdefault(h, i)
+        if j == i: continue
+        if tracks.label.iloc[j] != lab:
+            raise DataError(f"{tracks.path.iloc[j]} ({tracks.label.iloc[j]}) and {p} ({lab}) are the same audio under "
+                            "two labels: remove one of them")
+        keep[i] = False
+    if (~keep).any():
+        i = int(np.argmin(keep))
+        _log.warning(f"left out {(~keep).sum()} files whose audio another file has (the same audio is learnt once, and "
+                     f"never held out against itself): e.g. {tracks.path.iloc[i]}, the same as "
+                     f"{tracks.path.iloc[first[hashes[i]]]}")
+    return keep
 
 # %% ../nbs/08_transfer.ipynb #a5cfdbaa
 @dataclass
@@ -528,7 +563,8 @@ class TrainReport:
     def figure(self, title: str | None = None):
         "Confusion heatmap of the out-of-fold predictions (first repeat)."
         L, p = self.model.labels, self.predictions
-        return confusion_heatmap([L.index(x) for x in p.label], [L.index(x) for x in p.predicted], title, L)
+        short = [l if len(l) <= 30 else l[:29] + "…" for l in L]         # a tick label must fit beside the heatmap
+        return confusion_heatmap([L.index(x) for x in p.label], [L.index(x) for x in p.predicted], title, short)
     def reliability_figure(self, title: str = ""):
         "The reliability diagram of the protocol's held-out answers, raw and calibrated."
         curves = {k: g for k, g in self.reliability.groupby("kind", sort=False)}
@@ -580,6 +616,9 @@ def train(data,                        # a labelled folder, several (labels merg
     if held.sum() < 20: held[:] = True                           # too few of them: on every out-of-fold answer
     flat_P, flat_y = oof[:, held].reshape(-1, len(labels)), np.tile(y[held], repeats)
     T = fit_temperature(flat_P, flat_y)
+    if (why := calibration_problem(int(held.sum()), T)) and T < 1:
+        _log.warning(f"probabilities not calibrated: {why}; they are the head's own (temperature 1), not sharpened")
+        T = 1.0
     crossed = cross_calibrate(flat_P, flat_y, np.tile(g[held], repeats), seed)
     threshold = uncertain_threshold(crossed, flat_y)
     summary = {"protocol": "artists and sources kept apart", **protocol_summary(tracks, y, cv, oof, g), "folds": folds,
@@ -590,6 +629,7 @@ def train(data,                        # a labelled folder, several (labels merg
                                      "calibrated": calibration_error(crossed, flat_y)}}
     pipe, C = fit_recipe(recipe, E, y, g, seed, copies, max(2, folds - 1))
     meta = _transfer_meta(tracks, labels, recipe, name, seed, {**summary, "C": C}, T, threshold)
+    if why: meta["not_calibrated"] = why
     model = transfer_from_pipeline(pipe, labels, meta)
     P0 = calibrate(oof[0], T)
     pred = pd.DataFrame({"track_id": tracks.track_id, "label": tracks.label, "source": tracks.source,
