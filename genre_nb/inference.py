@@ -22,14 +22,15 @@ from .bundle import BundleError
 from .audio import (AUDIO_EXTS, MIN_SECONDS, MODEL_SR, AudioError, Loudness, audio_problem, audio_windows,
                             to_mono)
 from .models import load_model
-from .transfer import TransferModel, model_views, pool_embedding
+from .transfer import TransferModel, model_views, one_clock, pool_embedding
+from .mn04 import MN04_LAYERS, mn04_outputs, mn04_session
 
 _log = core.get_logger("genre_nb.inference")   # one name for the messages of `train` and `predict`, as before
 
 # %% auto #0
-__all__ = ['BACKENDS', 'model_labels', 'model_window', 'onnx_nets', 'has_onnx_path', 'resolve_backend', 'window_views',
-           'predict_window', 'audio_inputs', 'model_threshold', 'row_schema', 'per_file', 'cores', 'predict_iter',
-           'predict']
+__all__ = ['BACKENDS', 'model_labels', 'model_window', 'onnx_nets', 'has_onnx_path', 'net_session', 'resolve_backend',
+           'window_views', 'predict_window', 'audio_inputs', 'model_threshold', 'row_schema', 'per_file', 'cores',
+           'predict_iter', 'predict']
 
 # %% ../nbs/08b_predict.ipynb #reinfere
 def __getattr__(name: str):
@@ -60,9 +61,17 @@ def onnx_nets(model) -> list[str]:
 
 # %% ../nbs/08b_predict.ipynb #338864e0
 def has_onnx_path(model) -> bool:
-    "True for a transfer model whose every view is an output of a network shipped as ONNX (`ONNX_LAYERS`)."
+    "True for a transfer model whose every view is an output of a network shipped as ONNX (`ONNX_LAYERS`, mn04)."
     views = [v.partition("/") for v in model_views(model.meta.get("embedding") or {})] if onnx_nets(model) else []
-    return bool(views) and all(layer in ONNX_LAYERS.get(net, ()) for net, _, layer in views)
+    exported = {**ONNX_LAYERS, "mn04": tuple(MN04_LAYERS)}
+    return bool(views) and all(layer in exported.get(net, ()) for net, _, layer in views)
+
+# %% ../nbs/08b_predict.ipynb #cdc88ad0
+def net_session(net: str,                   # a name in `ONNX_MODELS`, or "mn04"
+                threads: int | None = None, # intra-op threads when first built here (`onnx_session`)
+               ):                           # its checked onnxruntime.InferenceSession, built once per process
+    "The ONNX Runtime session of one exported network."
+    return mn04_session(threads) if net == "mn04" else onnx_session(net, threads=threads)
 
 # %% ../nbs/08b_predict.ipynb #e7beeb1e
 _NOTICED: set = set()
@@ -87,7 +96,7 @@ def resolve_backend(model,                    # a loaded model
         _notice_once("this model has no ONNX path (a deep Keras bundle or a VGGish model): predicting with TensorFlow")
         return "tf"
     try:
-        for net in onnx_nets(model): onnx_session(net)
+        for net in onnx_nets(model): net_session(net)
     except OnnxUnavailable as e:
         if b == "onnx": raise
         _notice_once(f"{e}; predicting with TensorFlow")
@@ -99,19 +108,21 @@ def window_views(y: np.ndarray,  # one mono window
                  sr: int,        # its sample rate
                  views: Sequence[str], # `<network>/<layer>` names, or ["vggish"]
                  backend: str,   # "onnx" or "tf"
-                ) -> np.ndarray: # (dim, n_patches) float32: the views stacked
-    "The embeddings a transfer model reads, per patch of one window."
+                ):               # (dim, n_patches) float32, the views stacked; one array per view (`one_clock`)
+    "The embeddings a transfer model reads, per patch of one window (mn04's per 10 s, on ONNX Runtime either way)."
     if list(views) == ["vggish"]:
         from genre_nb.features import compute_features
         return compute_features(y, sr, ["vggish"])["vggish"]
-    nets = dict.fromkeys(v.partition("/")[0] for v in views)
-    if backend == "onnx":
+    nets = [n for n in dict.fromkeys(v.partition("/")[0] for v in views) if n != "mn04"]
+    out = {"mn04": mn04_outputs(y, sr)} if any(v.startswith("mn04/") for v in views) else {}
+    if backend == "onnx" and nets:
         X = musicnn_patches(numpy_logmel(y, sr))
-        out = {n: patch_outputs(X, n) for n in nets}
-    else:
+        out |= {n: patch_outputs(X, n) for n in nets}
+    elif nets:
         from genre_nb.embeddings import musicnn_outputs
-        out = {n: musicnn_outputs(y, sr, n) for n in nets}
-    return np.concatenate([out[n][l] for n, _, l in (v.partition("/") for v in views)], axis=1).T
+        out |= {n: musicnn_outputs(y, sr, n) for n in nets}
+    parts = [out[n][l].T for n, _, l in (v.partition("/") for v in views)]
+    return np.concatenate(parts, axis=0) if one_clock(views) else tuple(parts)
 
 # %% ../nbs/08b_predict.ipynb #6758538f
 def predict_window(model,                     # a loaded model
@@ -295,7 +306,7 @@ def _work(i: int,           # the input's index
     if parent: _watch_parent(parent)
     _one_blas_thread()
     if backend == "onnx":                                     # built once per worker, before any other
-        for net in onnx_nets(model): onnx_session(net, threads=1)
+        for net in onnx_nets(model): net_session(net, threads=1)
     return i, _attempt(model, src, window_s, backend)
 
 # %% ../nbs/08b_predict.ipynb #2f25a9a0

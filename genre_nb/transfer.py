@@ -20,14 +20,15 @@ from .data import audio_files, audit, fingerprint, skipped_line, sturm_index
 from .embeddings import AUGMENTS, MUSICNN_DEFAULT, MUSICNN_FRAMES, net_layers
 from .evaluate import classification_report_df, confusion_heatmap
 from .audio import AUDIO_EXTS, MIN_SECONDS
+from .mn04 import MN04_LAYERS
 _log = core.get_logger("genre_nb.inference")   # one name for the messages of `train` and `predict`, as before
 
 # %% auto #0
 __all__ = ['OUTPUT_COLUMNS', 'RUN_COLUMN_NAMES', 'DEFAULT_VIEWS', 'POOLINGS', 'TRANSFER_FORMAT', 'MIN_CALIBRATION_TRACKS',
            'label_root', 'reserved_labels', 'check_label_counts', 'source_name', 'labelled_tracks', 'cv_groups',
-           'unchecked_labels', 'model_views', 'view_dim', 'pool_embedding', 'select_pooling', 'TransferModel',
-           'transfer_from_pipeline', 'head_pipeline', 'Recipe', 'track_views', 'recipe_inputs', 'fit_head',
-           'head_proba', 'tune_C', 'fit_recipe', 'protocol_cv', 'source_holdouts', 'leave_source_out',
+           'unchecked_labels', 'model_views', 'view_dim', 'one_clock', 'pool_embedding', 'select_pooling',
+           'TransferModel', 'transfer_from_pipeline', 'head_pipeline', 'Recipe', 'track_views', 'recipe_inputs',
+           'fit_head', 'head_proba', 'tune_C', 'fit_recipe', 'protocol_cv', 'source_holdouts', 'leave_source_out',
            'protocol_summary', 'protocol_report', 'calibrate', 'fit_temperature', 'calibration_problem', 'reliability',
            'calibration_error', 'cross_calibrate', 'uncertain_threshold', 'reliability_figure', 'usable_labelled',
            'TrainReport', 'train', 'compare_recipes']
@@ -137,22 +138,30 @@ def model_views(emb: dict,  # a model's `embedding`: name, and musicnn's `views`
 
 # %% ../nbs/08_transfer.ipynb #e73ce553
 def view_dim(view: str) -> int:
-    "128 for VGGish, else the layer's dimension (`net_layers`); `ParameterError` for an unknown network or layer."
+    "128 for VGGish, else the layer's dimension (`net_layers`, `mn04.MN04_LAYERS`); `ParameterError` if unknown."
     if view == "vggish": return 128
     net, _, layer = view.partition("/")
-    return net_layers(net)[check_choice(f"layer of {net}", layer, net_layers(net))]
+    layers = MN04_LAYERS if net == "mn04" else net_layers(net)
+    return layers[check_choice(f"layer of {net}", layer, layers)]
+
+# %% ../nbs/08_transfer.ipynb #24195d1b
+def one_clock(views: Sequence[str], # view names (`view_dim`)
+             ) -> bool:             # True when they can be stacked patch by patch
+    "Whether every view has the same time step: musicnn's and the VGGs' 3 s patches, or mn04's 10 s windows."
+    return len({v.startswith("mn04/") for v in views}) <= 1
 
 # %% ../nbs/08_transfer.ipynb #36516223
 POOLINGS = ("mean", "mean+std")
 
 # %% ../nbs/08_transfer.ipynb #f6490e63
-def pool_embedding(E: np.ndarray,  # (dim, n_patches): one embedding per 3 s patch, as the feature cache holds it
-                  ) -> np.ndarray:  # (2 * dim,) float32: the mean over patches, then the standard deviation
-    "A clip as one vector: mean and standard deviation of its patch embeddings."
-    E = np.asarray(E, np.float32)
-    if E.ndim != 2 or E.shape[1] == 0:
-        raise ParameterError(f"expected a (dim, n_patches) embedding, got shape {E.shape}")
-    return np.concatenate([E.mean(1), E.std(1)])
+def pool_embedding(E,  # (dim, n_patches) as the feature cache holds it; or one such array per view (`one_clock`)
+                  ) -> np.ndarray:  # (2 * dim,) float32: the means over patches, view by view, then the deviations
+    "A clip as one vector: mean and standard deviation of its patch (or window) embeddings, view by view."
+    parts = [np.asarray(e, np.float32) for e in (E if isinstance(E, (list, tuple)) else [E])]
+    for e in parts:
+        if e.ndim != 2 or e.shape[1] == 0:
+            raise ParameterError(f"expected a (dim, n_patches) embedding, got shape {e.shape}")
+    return np.concatenate([e.mean(1) for e in parts] + [e.std(1) for e in parts])
 
 # %% ../nbs/08_transfer.ipynb #ef859e06
 def select_pooling(X: np.ndarray,        # (n, 2 * dim) from `pool_embedding`
@@ -224,6 +233,9 @@ class Recipe:
     def __post_init__(self):
         for v in self.views: view_dim(v)
         check_choice("pooling", self.pooling, (*POOLINGS, "patch"))
+        if self.pooling == "patch" and not one_clock(self.views):
+            raise ParameterError("patch pooling needs views of one time step: musicnn's 3 s patches and mn04's 10 s "
+                                 "windows cannot be paired patch by patch")
         for a in self.augment: check_choice("augment", a, AUGMENTS)
         if not self.Cs or min(self.Cs) <= 0: raise ParameterError("Cs must be positive L2 strengths")
 
@@ -243,8 +255,9 @@ def track_views(tracks: pd.DataFrame,       # track_id, path (and label)
                ) -> tuple[pd.DataFrame, dict[str, list[np.ndarray]]]: # tracks that embed; view -> (dim, n_patches)
     "Per-patch embeddings of every track for each view, through the feature cache; a file that fails is left out."
     nets = dict.fromkeys(v.partition("/")[0] for v in views)
-    params = {n: ({} if n == "vggish" else {"musicnn": {"model": n, "layer": "all", "augment": augment}}) for n in nets}
-    feature = {n: "vggish" if n == "vggish" else "musicnn" for n in nets}
+    params = {n: {} if n == "vggish" else {"mn04": {"layer": "all", "augment": augment}} if n == "mn04"
+              else {"musicnn": {"model": n, "layer": "all", "augment": augment}} for n in nets}
+    feature = {n: n if n in ("vggish", "mn04") else "musicnn" for n in nets}
     ok = np.ones(len(tracks), bool)
     for n in nets:
         res = F.extract(tracks, [feature[n]], jobs=jobs, cache_dir=cache_dir, params=params[n], progress=progress)
@@ -258,15 +271,18 @@ def track_views(tracks: pd.DataFrame,       # track_id, path (and label)
         if n == "vggish":
             out["vggish"] = arrays
             continue
-        offsets = np.cumsum([0, *net_layers(n).values()])
-        for layer, a, b in zip(net_layers(n), offsets[:-1], offsets[1:]):
+        layers = MN04_LAYERS if n == "mn04" else net_layers(n)
+        offsets = np.cumsum([0, *layers.values()])
+        for layer, a, b in zip(layers, offsets[:-1], offsets[1:]):
             if f"{n}/{layer}" in views: out[f"{n}/{layer}"] = [x[a:b] for x in arrays]
     return t, out
 
 # %% ../nbs/08_transfer.ipynb #7cbc44af
-def recipe_inputs(recipe: Recipe, views: dict[str, list[np.ndarray]]) -> list[np.ndarray]:
-    "Per track, the recipe's views stacked: (dim, n_patches), dim the sum of `view_dim` over `recipe.views`."
-    return [np.concatenate(parts, axis=0) for parts in zip(*(views[v] for v in recipe.views))]
+def recipe_inputs(recipe: Recipe, views: dict[str, list[np.ndarray]]) -> list:
+    "Per track, the recipe's views stacked, (dim, n_patches); views of two time steps (`one_clock`): one per view."
+    per_track = zip(*(views[v] for v in recipe.views))
+    if one_clock(recipe.views): return [np.concatenate(parts, axis=0) for parts in per_track]
+    return [tuple(parts) for parts in per_track]
 
 # %% ../nbs/08_transfer.ipynb #4ead2980
 def _design(recipe: Recipe, E: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -401,6 +417,8 @@ def protocol_summary(tracks: pd.DataFrame, y: np.ndarray, cv: pd.DataFrame, oof:
             "repeat_std": float(by_rep.std(ddof=1)) if len(by_rep) > 1 else 0.0,
             "unseen_artist_accuracy": float(hit[:, art].mean()) if art.any() else None,
             "unseen_artist_tracks": int(art.sum()),
+            "unseen_artist_by_source": {s: float(hit[:, art & (tracks.source == s).to_numpy()].mean())
+                                        for s in sorted(tracks.source.unique()) if (art & (tracks.source == s)).any()},
             "by_source": {s: float(hit[:, (tracks.source == s).to_numpy()].mean())
                           for s in sorted(tracks.source.unique())}}
 
@@ -594,15 +612,18 @@ def train(data,                        # a labelled folder, several (labels merg
     if folds < 2: raise DataError("every label needs at least 2 usable tracks for cross-validation")
     cv, oof = protocol_cv(E, y, g, recipe, folds, repeats, seed, copies, progress)
     lso = leave_source_out(E, y, tracks, recipe, labels, seed, copies)
-    flat_P, flat_y = oof.reshape(-1, len(labels)), np.tile(y, repeats)
+    held = np.array([x.startswith("artist:") for x in g])    # calibrate on answers for artists held out
+    if held.sum() < 20: held[:] = True                           # too few of them: on every out-of-fold answer
+    flat_P, flat_y = oof[:, held].reshape(-1, len(labels)), np.tile(y[held], repeats)
     T = fit_temperature(flat_P, flat_y)
-    if (why := calibration_problem(len(tracks), T)) and T < 1:
+    if (why := calibration_problem(int(held.sum()), T)) and T < 1:
         _log.warning(f"probabilities not calibrated: {why}; they are the head's own (temperature 1), not sharpened")
         T = 1.0
-    crossed = cross_calibrate(flat_P, flat_y, np.tile(g, repeats), seed)
+    crossed = cross_calibrate(flat_P, flat_y, np.tile(g[held], repeats), seed)
     threshold = uncertain_threshold(crossed, flat_y)
     summary = {"protocol": "artists and sources kept apart", **protocol_summary(tracks, y, cv, oof, g), "folds": folds,
                "repeats": repeats, "unchecked_labels": unchecked_labels(tracks, g),
+               "calibrated_on": f"{int(held.sum())} tracks" + (" held out with their artist" if not held.all() else ""),
                "leave_source_out": lso[lso.label == "all"].drop(columns="label").to_dict("records"),
                "calibration_error": {"raw": calibration_error(flat_P, flat_y),
                                      "calibrated": calibration_error(crossed, flat_y)}}
@@ -623,7 +644,7 @@ def compare_recipes(tracks: pd.DataFrame,        # usable labelled tracks (`usab
                     folds: int = 5, repeats: int = 3, seed: int = 42,
                     cache_dir: Path | str | None = None, jobs: int = 1, progress: bool = True,
                    ) -> pd.DataFrame:            # one row per recipe
-    "The protocol's figures for every candidate recipe, on the same tracks and folds."
+    "The protocol's figures for every candidate, same tracks and folds: unseen artists, an unseen source, and more."
     import time
     views = list(dict.fromkeys(v for r in recipes for v in r.views))
     tracks, V = track_views(tracks, views, cache_dir=cache_dir, jobs=jobs, progress=progress)
@@ -637,8 +658,12 @@ def compare_recipes(tracks: pd.DataFrame,        # usable labelled tracks (`usab
         cv, oof = protocol_cv(E, y, g, r, folds, repeats, seed, C)
         s, lso = protocol_summary(tracks, y, cv, oof, g), leave_source_out(E, y, tracks, r, labels, seed, C)
         rep = protocol_report(tracks, y, oof, g, labels)
-        rows.append({"recipe": r.name, "accuracy": s["accuracy"], "std": s["std"], "repeat_std": s["repeat_std"],
-                     "unseen_artists": s["unseen_artist_accuracy"], **{f"on {k}": v for k, v in s["by_source"].items()},
+        whole = lso[lso.label == "all"]
+        src = float((whole.accuracy * whole.n_test).sum() / whole.n_test.sum()) if len(whole) else None
+        rows.append({"recipe": r.name, "unseen_artists": s["unseen_artist_accuracy"], "held_out_source": src,
+                     **{f"artists held out, {k}": v for k, v in s["unseen_artist_by_source"].items()},
+                     "accuracy": s["accuracy"], "std": s["std"], "repeat_std": s["repeat_std"],
+                     **{f"on {k}": v for k, v in s["by_source"].items()},
                      **{f"{x.held_out} held out": x.accuracy for x in lso[lso.label == "all"].itertuples()},
                      "worst_label": f"{rep.label[rep.recall.idxmin()]} {rep.recall.min():.2f}",
                      "seconds": time.perf_counter() - t0})
