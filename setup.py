@@ -33,7 +33,7 @@ setuptools.setup(
     ],
     packages=setuptools.find_packages(include=["genre_nb", "genre_nb.*"]),
     include_package_data=True,
-    package_data={"genre_nb": ["assets/*", "assets/models/*/*", "assets/musicnn/*"]},
+    package_data={"genre_nb": ["assets/*", "assets/models/*/*", "assets/musicnn/*", "assets/mn04/*"]},
     python_requires=">=" + cfg["min_python"],
     install_requires=cfg["requirements"].split(),
     extras_require={"dev": cfg["dev_requirements"].split()},

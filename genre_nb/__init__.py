@@ -6,8 +6,8 @@ __version__ = "0.1.0"
 
 import importlib
 
-_SUBMODULES = ("core", "audio", "data", "download", "features", "embeddings", "musicnn_onnx", "evaluate", "baselines",
-               "training", "cnn", "rnn", "hybrid", "report", "transfer", "models", "inference",
+_SUBMODULES = ("core", "audio", "data", "download", "features", "embeddings", "musicnn_onnx", "mn04", "evaluate",
+               "baselines", "training", "cnn", "rnn", "hybrid", "report", "transfer", "models", "inference",
                "library", "reproduce", "cli")
 __all__ = [*_SUBMODULES, "predict", "predict_iter", "__version__"]
 

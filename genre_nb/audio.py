@@ -79,7 +79,8 @@ def to_mono(y,                                 # a waveform: (n,), (n, channels)
         if not (y.shape[0] >= y.shape[1] if channels_last is None else channels_last): y = y.T
         y = y.mean(axis=1) if y.shape[1] > 1 else y[:, 0]
     elif y.ndim != 1: raise AudioError(f"a waveform is (n,), (n, channels) or (channels, n), not shape {y.shape}")
-    return np.ascontiguousarray(y, np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):   # beyond float32: infinite, which `_classify` refuses
+        return np.ascontiguousarray(y, np.float32)
 
 # %% ../nbs/00a_audio.ipynb #13842d9c
 def _not_a_file(path: Path) -> str | None:

@@ -4,7 +4,7 @@
 
 # %% ../nbs/10_cli.ipynb #d187bc61
 from __future__ import annotations
-import argparse, json, os, sys
+import argparse, atexit, json, os, re, signal, sys
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -26,7 +26,7 @@ from .reproduce import reproduce, write_readme
 from .bundle import convert_legacy_bundle
 
 # %% auto #0
-__all__ = ['parser', 'main']
+__all__ = ['parser', 'Terminated', 'main']
 
 # %% ../nbs/10_cli.ipynb #9c63523d
 def _command(sub,               # the parser's subparsers
@@ -132,8 +132,12 @@ def _probe_scheduler(address: str) -> None:
     import socket
     from urllib.parse import urlsplit
     u = urlsplit(address if "://" in address else f"tcp://{address}")
-    if u.scheme != "tcp" or not u.hostname or not u.port: return   # tls://, ucx://, a scheduler file: Dask decides
-    try: socket.create_connection((u.hostname, u.port), timeout=5).close()
+    try: port = u.port
+    except ValueError:
+        raise ParameterError(f"--scheduler {address}: {u.netloc.rpartition(':')[2]!r} is not a port number (e.g. "
+                             "tcp://host:8786)") from None
+    if u.scheme != "tcp" or not u.hostname or not port: return     # tls://, ucx://, a scheduler file: Dask decides
+    try: socket.create_connection((u.hostname, port), timeout=5).close()
     except (ConnectionRefusedError, socket.gaierror) as e:
         raise GenreNBError(f"cannot reach the Dask scheduler at {address}: "
                            f"{'connection refused' if isinstance(e, ConnectionRefusedError) else e.strerror} "
@@ -320,16 +324,23 @@ def _answer(file: str, rows: list[dict], labels: list[str], k: int, as_json: boo
         return
     top = lambda r: [{"genre": g, "probability": p} for g, p in _top(r, labels, k)]
     if as_json:
-        item = {"file": file, "top": top(r), "uncertain": bool(r.get("uncertain")), **_worker(r)}
+        item = {"file": file, "top": top(r), "uncertain": bool(r.get("uncertain")), "silent_s": r.get("silent_s", 0.0),
+                **_worker(r)}
         if "segment" in rows[0]:
-            item["segments"] = [{"segment": w["segment"], "start_s": w["start_s"], "end_s": w["end_s"], "top": top(w),
-                                 "uncertain": bool(w.get("uncertain"))} for w in rows]
+            item["segments"] = [{"segment": w["segment"], "start_s": w["start_s"], "end_s": w["end_s"],
+                                 "top": top(w) if w.get("genre") is not None else [],
+                                 "uncertain": bool(w.get("uncertain")), "silent_s": w.get("silent_s", 0.0)}
+                                for w in rows]
         _say(json.dumps(L.jsonable(item), allow_nan=False))
         return
     for w in rows if "segment" in rows[0] else [r]:
         where = f"{file} [{w['start_s']:7.2f}-{w['end_s']:7.2f} s]" if "segment" in w else file
+        if "segment" in w and w.get("genre") is None:
+            _say(f"{where}: silent")
+            continue
         doubt = " (uncertain)" if w.get("uncertain") else ""
-        _say(f"{where}: " + ", ".join(f"{g} {p:.2f}" for g, p in _top(w, labels, k)) + doubt)
+        quiet = f" ({w['silent_s']:.1f} s silent, not heard)" if "segment" not in w and w.get("silent_s") else ""
+        _say(f"{where}: " + ", ".join(f"{g} {p:.2f}" for g, p in _top(w, labels, k)) + doubt + quiet)
 
 # %% ../nbs/10_cli.ipynb #f974af9e
 def _predict(args: argparse.Namespace) -> int:
@@ -340,6 +351,9 @@ def _predict(args: argparse.Namespace) -> int:
     out = L.check_out(args.out) if args.out else None    # an unusable destination: one line, before any work
     if (args.resume or args.retry_failed) and out is None:
         raise ParameterError("--resume and --retry-failed continue an output: name it with --out")
+    if args.scheduler and (args.backend or os.environ.get("GENRE_NB_BACKEND")) == "tf":
+        raise ParameterError("--scheduler with --backend tf: a Dask cluster's workers run ONNX Runtime, not "
+                             "TensorFlow; leave out --backend tf (or $GENRE_NB_BACKEND), or --scheduler")
     path, why = (Path(args.model).expanduser(), "named with --model") if args.model else I.default_model_path()
     model = I.load_model(path)
     labels, info, summary = I.model_labels(model), _model_info(model, path, why), L.Summary()
@@ -351,10 +365,11 @@ def _predict(args: argparse.Namespace) -> int:
              + (f"; uncertain below {I.model_threshold(model):.2f}" if I.model_threshold(model) else ""))
         try:
             for file, rows in files: _answer(file, rows, labels, k, args.json, I.model_threshold(model))
-        except KeyboardInterrupt:
-            print(f"genre-nb predict: interrupted after {summary.done + summary.failed} files"
+        except KeyboardInterrupt as e:
+            files.close()                                      # its workers stop, its rows are all in `out`
+            print(f"genre-nb predict: {_stopped(e)} after {summary.done + summary.failed} files"
                   + (f"; their rows are in {out}: add --resume to go on" if out else ""), file=sys.stderr)
-            return 130
+            return _status(e)
     _say(json.dumps({"summary": {**summary.record(), "out": str(out) if out else None}}) if args.json
          else f"# {summary.text()}" + (f"; rows in {out}" if out else ""))
     return 1 if summary.failed else 0
@@ -401,7 +416,8 @@ def _train_folders(args: argparse.Namespace) -> list[Path]:
     if args.list:
         lst = Path(args.list).expanduser()
         if not lst.is_file(): raise ParameterError(f"--list {args.list}: no such file")
-        lines = [l.split("#")[0].strip() for l in lst.read_text(encoding="utf-8", errors="replace").splitlines()]
+        lines = [re.split(r"(?:^|\s)#", l, maxsplit=1)[0].strip()   # a comment: '#' first, or after a space
+                 for l in lst.read_text(encoding="utf-8", errors="replace").splitlines()]
         folders += [(lst.parent / l).expanduser() if not Path(l).expanduser().is_absolute() else Path(l).expanduser()
                     for l in lines if l]
     if not folders: raise ParameterError("name a labelled folder (DATA_DIR ...) or a list of them (--list FILE)")
@@ -425,9 +441,12 @@ def _train(args: argparse.Namespace) -> int:
     print(rep.report.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
     if len(rep.sources):
         print("leave one source out:\n" + rep.sources.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    below, why = rep.model.meta["uncertain_below"], rep.model.meta.get("not_calibrated")
     print(f"estimated accuracy: {I.accuracy_text(rep.model)}\n"
-          f"answers below {rep.model.meta['uncertain_below']:.2f} are marked uncertain (calibrated probabilities)\n"
-          f"wrote {out} (use it: genre-nb predict --model {out} FILE)")
+          + (f"answers below {below:.2f} are marked uncertain" if below else
+             "no answer is marked uncertain (no probability was found below which held-out answers are mostly wrong)")
+          + (f"; probabilities are not calibrated: {why}" if why else " (calibrated probabilities)")
+          + f"\nwrote {out} (use it: genre-nb predict --model {out} FILE)")
     if args.set_default: print(f"default model is now {I.set_default_model(out)}")
     return 0
 
@@ -471,6 +490,7 @@ def _default_model(args: argparse.Namespace) -> int:
         print(f"default model is now {I.set_default_model(args.model_dir)} (recorded in {I.default_model_file()})")
     else:
         path, why = I.default_model_path()
+        I.load_model(path)                                     # a folder that is not a model: one line, status 1
         print(f"default model: {path} ({why})")
     if os.environ.get("GENRE_NB_MODEL"): print("note: $GENRE_NB_MODEL is set, and answers before any default")
     return 0
@@ -561,6 +581,15 @@ def _quiet_native_stderr():
         os.close(saved)
 
 # %% ../nbs/10_cli.ipynb #4ea7b5cc
+class Terminated(KeyboardInterrupt):
+    "SIGTERM, raised where the run is (as Ctrl-C raises KeyboardInterrupt), so that it stops the same clean way."
+
+def _on_sigterm(signum, frame): raise Terminated()
+
+def _stopped(e: BaseException) -> str: return "terminated" if isinstance(e, Terminated) else "interrupted"
+
+def _status(e: BaseException) -> int: return 143 if isinstance(e, Terminated) else 130
+
 def _run(args: argparse.Namespace) -> int:
     "Run the parsed subcommand; input errors print one line on stderr and give a non-zero status."
     try:
@@ -568,11 +597,18 @@ def _run(args: argparse.Namespace) -> int:
     except (GenreNBError, FileNotFoundError, NotADirectoryError, PermissionError) as e:
         print(f"genre-nb {args.command}: error: {e}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print(f"genre-nb {args.command}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        print(f"genre-nb {args.command}: {_stopped(e)}", file=sys.stderr)
+        return _status(e)
 
 # %% ../nbs/10_cli.ipynb #bd9de864
+def _stop_workers():
+    "Stop the worker processes joblib keeps for reuse and delete their shared-memory folders (what exiting would do)."
+    if "joblib" not in sys.modules: return
+    from joblib.externals.loky import reusable_executor
+    if (ex := getattr(reusable_executor, "_executor", None)) is not None: ex.shutdown(wait=True, kill_workers=True)
+    atexit._run_exitfuncs()                            # joblib's temporary folders (in /dev/shm) go here
+
 def main(argv: list[str] | None = None) -> int:
     "Entry point of `genre-nb`: run a subcommand; input errors print one line on stderr and return non-zero."
     p = parser()
@@ -580,9 +616,11 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         p.print_help()
         return 2
+    if argv is None: signal.signal(signal.SIGTERM, _on_sigterm)   # the console script: SIGTERM stops it cleanly
     rc = _run(args)
     if argv is None and "tensorflow" in sys.modules:  # the console script: skip TensorFlow's ~1 s interpreter teardown
         sys.stdout.flush()
         sys.stderr.flush()
+        _stop_workers()
         os._exit(rc)
     return rc

@@ -96,7 +96,7 @@ def find_tracks(data_dir: Path | str,  # a GTZAN copy, or a folder with one subf
                ) -> pd.DataFrame:      # track_id (unique), genre, path, artist, title (one row per file)
     "Find every audio file of a GTZAN-like folder. Raises `DataError` for a missing folder or an unknown layout."
     data_dir = Path(data_dir).expanduser()
-    if not data_dir.is_dir(): raise DataError(f"data folder not found: {data_dir}")
+    if not data_dir.is_dir(): raise DataError(f"data folder not found: {os.path.abspath(data_dir)}")
     root, layout = _genre_root(data_dir.resolve())
     found = [(d.name, *audio_files(d)) for d in sorted(root.iterdir()) if d.is_dir() and not d.name.startswith(".")]
     files, skipped = [(g, p) for g, take, _ in found for p in take], [p for *_, skip in found for p in skip]

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from fastcore.basics import patch
 
-from . import data, embeddings
+from . import data, embeddings, mn04
 from .core import (GENRES, Config, DataError, GenreNBError, ParameterError, atomic_write, check_choice,
                            check_float, check_int, get_logger)
 
@@ -304,7 +304,7 @@ def kaggle_agreement(root: Path | str,              # holds features_30_sec.csv 
 # %% ../nbs/02_features.ipynb #498b7dd9
 FEATURE_VERSION = 2  # bump when a feature's numbers change: every cached entry of the old version is ignored
 SHARED_FEATURES = ("mel", "mfcc", "chroma")
-EMBEDDING_FEATURES = ("vggish", "musicnn")
+EMBEDDING_FEATURES = ("vggish", "musicnn", "mn04")
 FEATURES: tuple[str, ...] = (*SHARED_FEATURES, "wavelet", "summary", *EMBEDDING_FEATURES)
 DEFAULT_FEATURES = ("mel", "mfcc", "chroma", "wavelet")
 
@@ -335,6 +335,7 @@ def feature_params(name: str,             # a name in `FEATURES`
                   ) -> dict:              # every parameter that determines the feature's numbers
     "The full parameter set of feature `name` (defaults + `overrides`, validated)."
     check_features([name])
+    if name == "mn04": return mn04.mn04_params(overrides)      # EfficientAT's AudioSet network (`02c_mn04`)
     if name in EMBEDDING_FEATURES: return dict(embeddings.embedding_params(name, overrides))
     p = {**DEFAULT_PARAMS[name]}
     bad = set(overrides or {}) - set(p)
@@ -368,7 +369,8 @@ def compute_features(y: np.ndarray,           # mono waveform
         out["summary"] = summary_features(y, sr, **full["summary"]).to_numpy(np.float32)[:, None]
     for f in (f for f in features if f in EMBEDDING_FEATURES):
         options = dict(params.get(f) or {})   # musicnn's model, layer, augment if asked for; else EMBEDDINGS[f](y, sr)
-        out[f] = np.ascontiguousarray(embeddings.EMBEDDINGS[f](y, sr, **options), dtype=np.float32)
+        embed = mn04.mn04_feature if f == "mn04" else embeddings.EMBEDDINGS[f]
+        out[f] = np.ascontiguousarray(embed(y, sr, **options), dtype=np.float32)
     return {f: out[f] for f in features}
 
 # %% ../nbs/02_features.ipynb #79bca49a
@@ -605,7 +607,9 @@ def extract(tracks: pd.DataFrame,                     # tracks table: track_id, 
     "Fill the feature cache for every usable track, in parallel, streaming to disk."
     out = _extract(tracks, features, jobs, cache_dir, params, sr, force, progress)
     n = out.source.value_counts().to_dict()
-    _log.info(f"features {', '.join(check_features(features))}: " + ", ".join(f"{v} {k}" for k, v in n.items()))
+    named = [f + "".join(f" ({v})" for k, v in (params or {}).get(f, {}).items() if k in ("model", "augment") and v)
+             for f in check_features(features)]                       # which network, which copies
+    _log.info(f"features {', '.join(named)}: " + ", ".join(f"{v} {k}" for k, v in n.items()))
     for r in out[out.source == "failed"].itertuples(): _log.warning(f"{r.track_id}: {r.status}")
     return out
 

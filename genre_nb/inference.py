@@ -4,7 +4,7 @@
 
 # %% ../nbs/08b_predict.ipynb #8d9e3742
 from __future__ import annotations
-import inspect, itertools, numbers, os, threading, time
+import inspect, itertools, numbers, os, threading, time, warnings
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -22,14 +22,15 @@ from .bundle import BundleError
 from .audio import (AUDIO_EXTS, MIN_SECONDS, MODEL_SR, AudioError, Loudness, audio_problem, audio_windows,
                             to_mono)
 from .models import load_model
-from .transfer import TransferModel, model_views, pool_embedding
+from .transfer import TransferModel, model_views, one_clock, pool_embedding
+from .mn04 import MN04_LAYERS, mn04_outputs, mn04_session
 
 _log = core.get_logger("genre_nb.inference")   # one name for the messages of `train` and `predict`, as before
 
 # %% auto #0
-__all__ = ['BACKENDS', 'model_labels', 'model_window', 'onnx_nets', 'has_onnx_path', 'resolve_backend', 'window_views',
-           'predict_window', 'audio_inputs', 'model_threshold', 'row_schema', 'per_file', 'cores', 'predict_iter',
-           'predict']
+__all__ = ['BACKENDS', 'model_labels', 'model_window', 'onnx_nets', 'has_onnx_path', 'net_session', 'resolve_backend',
+           'window_views', 'predict_window', 'audio_inputs', 'model_threshold', 'row_schema', 'per_file', 'cores',
+           'predict_iter', 'predict']
 
 # %% ../nbs/08b_predict.ipynb #reinfere
 def __getattr__(name: str):
@@ -60,9 +61,17 @@ def onnx_nets(model) -> list[str]:
 
 # %% ../nbs/08b_predict.ipynb #338864e0
 def has_onnx_path(model) -> bool:
-    "True for a transfer model whose every view is an output of a network shipped as ONNX (`ONNX_LAYERS`)."
+    "True for a transfer model whose every view is an output of a network shipped as ONNX (`ONNX_LAYERS`, mn04)."
     views = [v.partition("/") for v in model_views(model.meta.get("embedding") or {})] if onnx_nets(model) else []
-    return bool(views) and all(layer in ONNX_LAYERS.get(net, ()) for net, _, layer in views)
+    exported = {**ONNX_LAYERS, "mn04": tuple(MN04_LAYERS)}
+    return bool(views) and all(layer in exported.get(net, ()) for net, _, layer in views)
+
+# %% ../nbs/08b_predict.ipynb #cdc88ad0
+def net_session(net: str,                   # a name in `ONNX_MODELS`, or "mn04"
+                threads: int | None = None, # intra-op threads when first built here (`onnx_session`)
+               ):                           # its checked onnxruntime.InferenceSession, built once per process
+    "The ONNX Runtime session of one exported network."
+    return mn04_session(threads) if net == "mn04" else onnx_session(net, threads=threads)
 
 # %% ../nbs/08b_predict.ipynb #e7beeb1e
 _NOTICED: set = set()
@@ -87,7 +96,7 @@ def resolve_backend(model,                    # a loaded model
         _notice_once("this model has no ONNX path (a deep Keras bundle or a VGGish model): predicting with TensorFlow")
         return "tf"
     try:
-        for net in onnx_nets(model): onnx_session(net)
+        for net in onnx_nets(model): net_session(net)
     except OnnxUnavailable as e:
         if b == "onnx": raise
         _notice_once(f"{e}; predicting with TensorFlow")
@@ -99,19 +108,21 @@ def window_views(y: np.ndarray,  # one mono window
                  sr: int,        # its sample rate
                  views: Sequence[str], # `<network>/<layer>` names, or ["vggish"]
                  backend: str,   # "onnx" or "tf"
-                ) -> np.ndarray: # (dim, n_patches) float32: the views stacked
-    "The embeddings a transfer model reads, per patch of one window."
+                ):               # (dim, n_patches) float32, the views stacked; one array per view (`one_clock`)
+    "The embeddings a transfer model reads, per patch of one window (mn04's per 10 s, on ONNX Runtime either way)."
     if list(views) == ["vggish"]:
         from genre_nb.features import compute_features
         return compute_features(y, sr, ["vggish"])["vggish"]
-    nets = dict.fromkeys(v.partition("/")[0] for v in views)
-    if backend == "onnx":
+    nets = [n for n in dict.fromkeys(v.partition("/")[0] for v in views) if n != "mn04"]
+    out = {"mn04": mn04_outputs(y, sr)} if any(v.startswith("mn04/") for v in views) else {}
+    if backend == "onnx" and nets:
         X = musicnn_patches(numpy_logmel(y, sr))
-        out = {n: patch_outputs(X, n) for n in nets}
-    else:
+        out |= {n: patch_outputs(X, n) for n in nets}
+    elif nets:
         from genre_nb.embeddings import musicnn_outputs
-        out = {n: musicnn_outputs(y, sr, n) for n in nets}
-    return np.concatenate([out[n][l] for n, _, l in (v.partition("/") for v in views)], axis=1).T
+        out |= {n: musicnn_outputs(y, sr, n) for n in nets}
+    parts = [out[n][l].T for n, _, l in (v.partition("/") for v in views)]
+    return np.concatenate(parts, axis=0) if one_clock(views) else tuple(parts)
 
 # %% ../nbs/08b_predict.ipynb #6758538f
 def predict_window(model,                     # a loaded model
@@ -130,14 +141,30 @@ def predict_window(model,                     # a loaded model
 
 # %% ../nbs/08b_predict.ipynb #179a68f7
 def _is_pair(x) -> bool:
-    "Whether `x` is a (waveform, sample rate) pair."
+    "Whether `x` is a (waveform, sample rate) pair (its rate checked by `_pair`), not a tuple of two inputs."
     return (isinstance(x, tuple) and len(x) == 2 and not isinstance(x[0], (str, Path))
-            and isinstance(x[1], numbers.Number))
+            and not isinstance(x[1], (Path, np.ndarray, list, tuple))
+            and (isinstance(x[1], numbers.Number) or isinstance(x[0], np.ndarray)))
+
+def _pair(x: tuple, i: int) -> tuple:
+    "A (waveform, sample rate) pair whose rate is a real number, else `ParameterError`."
+    sr = x[1]
+    if isinstance(sr, bool) or not isinstance(sr, numbers.Real):
+        raise ParameterError(f"input {i}: a (waveform, sample_rate) pair needs its sample rate as a number of Hz, not "
+                             f"{sr!r} ({type(sr).__name__}); to classify a waveform and a file, pass a list")
+    return x
 
 # %% ../nbs/08b_predict.ipynb #e7802f15
 def audio_inputs(paths_or_arrays) -> list[tuple[str, object]]:
     "(name, path, (waveform, sr) or the input's `AudioError`) per input; a folder stands for its audio files."
     x = paths_or_arrays
+    if x is None: raise ParameterError("nothing to classify (got None): give files, folders, waveforms or "
+                                       "(waveform, sample_rate) pairs")
+    if isinstance(x, (bytes, bytearray)):
+        raise ParameterError("got bytes: give a file name as a str or a Path (e.g. b'song.wav'.decode()), a waveform "
+                             "as a numpy array")
+    if isinstance(x, numbers.Number):
+        raise ParameterError(f"got a number ({x!r}): give files, folders, waveforms or (waveform, sample_rate) pairs")
     x = [x] if isinstance(x, (str, Path, np.ndarray)) or _is_pair(x) else list(x)   # any iterable: a glob, a list
     if len(x) and isinstance(x[0], numbers.Number):
         raise ParameterError("got a list of numbers: pass one waveform as a numpy array, "
@@ -150,7 +177,7 @@ def audio_inputs(paths_or_arrays) -> list[tuple[str, object]]:
             none = AudioError(f"no audio files ({', '.join(AUDIO_EXTS)}) under {v}")
             out += [(str(p), p) for p in take] or [(str(v), none)]
         elif isinstance(v, (str, Path)): out.append((str(v), Path(v)))
-        elif _is_pair(v): out.append((f"array{i}", v))
+        elif _is_pair(v): out.append((f"array{i}", _pair(v, i)))
         elif isinstance(v, (np.ndarray, list)): out.append((f"array{i}", (v, MODEL_SR)))
         else: raise ParameterError(f"input {i} is a {type(v).__name__}: give files, folders, waveforms or "
                                    "(waveform, sample_rate) pairs")
@@ -158,14 +185,17 @@ def audio_inputs(paths_or_arrays) -> list[tuple[str, object]]:
 
 # %% ../nbs/08b_predict.ipynb #d0525e6b
 def _classify(model, src, window_s: float, backend: str = "tf") -> tuple[np.ndarray, list[tuple[float, float]]]:
-    "Per-window probabilities and (start, end) times of one input; unusable audio (`audio_problem`): `AudioError`."
+    "Per-window probabilities (NaN: a silent window, no vote) and (start, end) times; unusable audio: `AudioError`."
     if isinstance(src, Exception): raise src                # an input `audio_inputs` already found unusable
-    probs, spans, heard = [], [], Loudness()
+    probs, spans, heard, silent = [], [], Loudness(), None
     for s, e, y in audio_windows(src, window_s, loudness=heard):
         if not np.isfinite(y).all(): raise AudioError("invalid audio: non-finite samples (NaN or infinity)")
-        probs.append(predict_window(model, y, backend=backend))
+        why = audio_problem(Loudness().add(y), 0.0)           # the rule of usable audio, per window
+        silent = silent or why
+        probs.append(np.full(len(model_labels(model)), np.nan) if why else predict_window(model, y, backend=backend))
         spans.append((s, e))
     if (why := audio_problem(heard, MIN_SECONDS)): raise AudioError(why)
+    if all(np.isnan(p).all() for p in probs): raise AudioError(f"no window holds enough sound: {silent}")
     return np.array(probs), spans
 
 # %% ../nbs/08b_predict.ipynb #362cf65d
@@ -184,6 +214,9 @@ def _row(file: str, p: np.ndarray, labels: list[str],
          threshold: float = 0.0, # answers whose top probability is below it are marked uncertain (`model_threshold`)
          **where) -> dict:
     "One row: the file, where in it, the top label and its probability, whether it is uncertain, every label's."
+    if np.isnan(p).any():                                    # a silent window: no answer
+        return {"file": file, **where, "genre": None, "probability": np.nan, "uncertain": None,
+                **dict.fromkeys(labels, np.nan)}
     return {"file": file, **where, "genre": labels[int(np.argmax(p))], "probability": float(np.max(p)),
             "uncertain": bool(np.max(p) < threshold), **dict(zip(labels, map(float, p)))}
 
@@ -192,7 +225,8 @@ def row_schema(labels: list[str],      # the model's labels
                segments: bool = False, # rows per window (segment, start_s, end_s) instead of per file (duration_s)
               ) -> dict[str, type]:    # column -> Python type, in table order
     "The columns of `predict`'s rows and their types: what `_row` builds, then `error`."
-    where = {"segment": 0, "start_s": 0.0, "end_s": 0.0} if segments else {"duration_s": 0.0}
+    where = {"segment": 0, "start_s": 0.0, "end_s": 0.0, "silent_s": 0.0} if segments else {"duration_s": 0.0,
+                                                                                            "silent_s": 0.0}
     row = _row("", np.full(len(labels), 1 / len(labels)), labels, **where)
     return {**{k: type(v) for k, v in row.items()}, "error": str}
 
@@ -203,9 +237,10 @@ def _file_row(file: str,                        # the input's name
               labels: list[str],
               threshold: float = 0.0,           # `model_threshold`
              ) -> dict:                         # `_row` with the file's duration
-    "One file's row from its windows: their probabilities weighted by duration."
-    w = np.array([e - s for s, e in spans], float)
-    return _row(file, w @ P / w.sum(), labels, threshold, duration_s=float(spans[-1][1]))
+    "One file's row from its windows: their probabilities weighted by duration; silent windows (NaN) have no vote."
+    w, heard = np.array([e - s for s, e in spans], float), ~np.isnan(P).any(1)
+    p = w[heard] @ P[heard] / w[heard].sum() if heard.any() else np.full(len(labels), np.nan)
+    return _row(file, p, labels, threshold, duration_s=float(spans[-1][1]), silent_s=float(w[~heard].sum()))
 
 # %% ../nbs/08b_predict.ipynb #272e9b9d
 def per_file(windows: pd.DataFrame,  # `predict(..., segments=True)`
@@ -226,10 +261,10 @@ def _file_rows(name: str,          # the input's name
                threshold: float = 0.0, # `model_threshold`
               ) -> list[dict]:
     "The rows of one input, from what `_attempt` gave back."
-    if isinstance(answer, str): return [{"file": name, "error": answer}]
+    if isinstance(answer, str): return [{**dict.fromkeys(row_schema(labels, segments)), "file": name, "error": answer}]
     P, spans = answer
     if not segments: return [_file_row(name, P, spans, labels, threshold)]
-    return [_row(name, p, labels, threshold, segment=k, start_s=s, end_s=e)
+    return [_row(name, p, labels, threshold, segment=k, start_s=s, end_s=e, silent_s=(e - s) * bool(np.isnan(p).any()))
             for k, ((s, e), p) in enumerate(zip(spans, P))]
 
 # %% ../nbs/08b_predict.ipynb #f724c3c1
@@ -271,7 +306,7 @@ def _work(i: int,           # the input's index
     if parent: _watch_parent(parent)
     _one_blas_thread()
     if backend == "onnx":                                     # built once per worker, before any other
-        for net in onnx_nets(model): onnx_session(net, threads=1)
+        for net in onnx_nets(model): net_session(net, threads=1)
     return i, _attempt(model, src, window_s, backend)
 
 # %% ../nbs/08b_predict.ipynb #2f25a9a0
@@ -300,7 +335,13 @@ def _answers(items: list,      # (name, source) pairs from `audio_inputs`
     if backend == "onnx" and jobs > 1 and len(items) >= 4 * jobs:   # a Dask cluster: `library.predict_to(client=)`
         from joblib import Parallel, delayed
         tasks = (delayed(_work)(i, model, src, window_s, backend, os.getpid()) for i, (_, src) in enumerate(items))
-        yield from Parallel(jobs, return_as="generator_unordered")(tasks)
+        work = Parallel(jobs, return_as="generator_unordered")(tasks)
+        try:
+            for answer in work: yield answer
+        finally:
+            with warnings.catch_warnings():       # joblib: "N tasks ... cancelled": what stopping early means
+                warnings.filterwarnings("ignore", r".* tasks (have been|which were)", UserWarning)
+                work.close()
         return
     yield from _threads(items, model, window_s, backend, jobs)
 
@@ -308,7 +349,8 @@ def _answers(items: list,      # (name, source) pairs from `audio_inputs`
 def _settings(model, window_s: float | None, backend: str | None, jobs: int | None) -> tuple:
     "(model, labels, window_s, backend, jobs) of a run, checked."
     m = model if isinstance(model, (TransferModel, bundle.Bundle)) else load_model(model)
-    win, be = check_float("window_s", window_s or model_window(m), MIN_SECONDS), resolve_backend(m, backend)
+    win, be = check_float("window_s", model_window(m) if window_s is None else window_s,
+                           MIN_SECONDS), resolve_backend(m, backend)
     jobs = core.check_jobs("jobs", jobs) if jobs is not None else cores() if be == "onnx" else 1   # at most the cores
     return m, model_labels(m), win, be, jobs
 

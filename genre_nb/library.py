@@ -4,7 +4,7 @@
 
 # %% ../nbs/08c_library.ipynb #8b3acb94
 from __future__ import annotations
-import csv, hashlib, io, itertools, json, math, os, tempfile, time, warnings
+import csv, hashlib, io, itertools, json, math, os, tempfile, time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -534,9 +534,7 @@ def _stream(res: Results | None, todo: list, model, labels: list[str], window_s:
         if res: res.close(failed=True)
         raise
     finally:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", r".* tasks (have been|which were)", UserWarning)   # joblib's, on purpose
-            work.close()
+        work.close()                                  # its workers stop now (`inference._answers`), not when collected
         if res: res.close()
 
 # %% ../nbs/08c_library.ipynb #600cc66f

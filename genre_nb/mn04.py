@@ -10,16 +10,16 @@ from pathlib import Path
 import numpy as np
 
 from .core import ParameterError, atomic_write, real_data, write_text
-from .data import resample, to_mono
-from .embeddings import _tf
+from .audio import resample, to_mono
+from .embeddings import _tf, augment_audio
 from .musicnn_onnx import ONNX_BATCH, ONNX_OPSET, file_sha256, onnx_session
 
 # %% auto #0
 __all__ = ['MN04_SR', 'MN04_N_FFT', 'MN04_HOP', 'MN04_WIN', 'MN04_MELS', 'MN04_FMAX', 'PREEMPHASIS', 'MN04_WINDOW_S',
-           'MN04_WINDOW', 'MN04_WIDTH', 'MN04_BLOCKS', 'MN04_EMBEDDING', 'MN04_HIDDEN', 'MN04_CLASSES', 'MN04_OUTPUTS',
-           'mn04_source', 'to_32k', 'mn04_window', 'kaldi_mel_banks', 'mn04_logmel', 'mn04_windows', 'build_mn04',
-           'load_mn04_weights', 'mn04_dir', 'mn04_file', 'export_mn04', 'mn04_session', 'window_outputs',
-           'mn04_outputs']
+           'MN04_WINDOW', 'MN04_TAIL_S', 'MN04_WIDTH', 'MN04_BLOCKS', 'MN04_EMBEDDING', 'MN04_HIDDEN', 'MN04_CLASSES',
+           'MN04_OUTPUTS', 'MN04_LAYERS', 'MN04_VERSION', 'mn04_source', 'to_32k', 'mn04_window', 'kaldi_mel_banks',
+           'mn04_logmel', 'mn04_windows', 'build_mn04', 'load_mn04_weights', 'mn04_dir', 'mn04_file', 'export_mn04',
+           'mn04_session', 'window_outputs', 'mn04_outputs', 'mn04_params', 'mn04_feature']
 
 # %% ../nbs/02c_mn04.ipynb #4c02f55e
 def mn04_source(name: str = "", # a file of the release: "mn04_as_weights.npz", "reference_outputs.npz", ...
@@ -34,9 +34,9 @@ MN04_SR = 32000  # the sample rate mn04 expects
 def to_32k(y: np.ndarray, # waveform: (n,) mono, or (channels, n)
            sr: int,       # its sample rate
           ) -> np.ndarray: # (m,) float32 mono at 32 kHz
-    "mn04's input rate: mono float32 at 32 kHz (`data.to_mono`, `data.resample`)."
+    "mn04's input rate: mono float32 at 32 kHz (`audio.to_mono`, `audio.resample`)."
     y = np.nan_to_num(np.asarray(y, dtype=np.float32))
-    if y.ndim == 2: y = to_mono(y.T)
+    if y.ndim == 2: y = to_mono(y.T, channels_last=True)
     if y.ndim != 1 or not y.size:
         raise ParameterError(f"expected a non-empty (n,) or (channels, n) waveform, got shape {y.shape}")
     return resample(y, sr, MN04_SR)
@@ -85,15 +85,18 @@ def mn04_logmel(y: np.ndarray, # mono waveform at 32 kHz (`to_32k`)
 # %% ../nbs/02c_mn04.ipynb #548f2ced
 MN04_WINDOW_S = 10.0                          # seconds per mn04 window
 MN04_WINDOW = int(MN04_WINDOW_S * MN04_SR)    # samples per window: 320,000
+MN04_TAIL_S = 0.5                             # a tail shorter than this after whole windows is dropped
 
 # %% ../nbs/02c_mn04.ipynb #9edd9944
 def mn04_windows(y: np.ndarray, # mono waveform at 32 kHz
                 ) -> np.ndarray: # (n_windows, 320000) float32
-    "Non-overlapping 10 s windows; the tail is dropped; a clip shorter than a window is repeated to fill one."
+    "10 s windows covering `y`, spread evenly from its start to its end; a shorter clip is repeated to fill one."
     y = np.asarray(y, dtype=np.float32)
     if not y.size: raise ParameterError("mn04 got an empty waveform")
     if len(y) < MN04_WINDOW: y = np.tile(y, MN04_WINDOW // len(y) + 1)[:MN04_WINDOW]
-    return y[:len(y) // MN04_WINDOW * MN04_WINDOW].reshape(-1, MN04_WINDOW)
+    n = max(1, int(np.ceil((len(y) - MN04_TAIL_S * MN04_SR) / MN04_WINDOW)))
+    starts = np.linspace(0, len(y) - MN04_WINDOW, n).round().astype(int)
+    return np.stack([y[s:s + MN04_WINDOW] for s in starts])
 
 # %% ../nbs/02c_mn04.ipynb #ac75f46d
 def _divisible(v: float, d: int = 8) -> int:
@@ -253,3 +256,33 @@ def mn04_outputs(y: np.ndarray,           # waveform, (n,) or (channels, n)
                 ) -> dict[str, np.ndarray]: # "embedding" -> (n_windows, 384), "logits" -> (n_windows, 527), float32
     "mn04_as's embedding and AudioSet logits per 10 s window of a waveform, on ONNX Runtime."
     return window_outputs(np.stack([mn04_logmel(w) for w in mn04_windows(to_32k(y, sr))]), batch)
+
+# %% ../nbs/02c_mn04.ipynb #cb7d970a
+MN04_LAYERS = {"embedding": MN04_EMBEDDING, "logits": MN04_CLASSES}  # layer -> dimension, in the stacked order
+MN04_VERSION = 1  # bump when mn04's numbers change, to invalidate cached features
+
+# %% ../nbs/02c_mn04.ipynb #5f00bee0
+def mn04_params(options: dict | None = None, # `layer`, `augment` (`mn04_feature`)
+               ) -> dict:                    # what identifies its numbers: goes into the feature cache key
+    "The parameters that determine mn04's output as a feature (layer, training copy, rate, window, version)."
+    options = dict(options or {})
+    if (bad := set(options) - {"layer", "augment"}):
+        raise ParameterError(f"mn04 has no option {', '.join(sorted(bad))}; its options: layer, augment")
+    layer = options.get("layer") or "all"
+    if layer != "all" and layer not in MN04_LAYERS:
+        raise ParameterError(f"mn04 has no layer {layer!r}; its layers: {', '.join(MN04_LAYERS)}, all")
+    return {"embedding": "mn04", "layer": layer, **({"augment": options["augment"]} if options.get("augment") else {}),
+            "weights": "EfficientAT mn04_as (mAP 0.432)", "sr": MN04_SR, "window_s": MN04_WINDOW_S,
+            "version": MN04_VERSION}
+
+# %% ../nbs/02c_mn04.ipynb #f79a3f4f
+def mn04_feature(y: np.ndarray, sr: int,
+                 layer: str = "all",         # "embedding", "logits", or "all" (stacked in `MN04_LAYERS` order)
+                 augment: str | None = None, # a training copy first (`embeddings.augment_audio`), or None
+                ) -> np.ndarray:             # (dim, n_windows) float32
+    "mn04 as a feature: one layer, or both stacked, one column per 10 s window."
+    mn04_params({"layer": layer})                 # a known layer, or one line saying which are
+    if augment: y = augment_audio(to_mono(y.T, channels_last=True) if np.ndim(y) == 2 else y, sr, augment)
+    out = mn04_outputs(y, sr)
+    parts = [out[k] for k in MN04_LAYERS if layer in ("all", k)]
+    return np.ascontiguousarray(np.concatenate(parts, axis=1).T)

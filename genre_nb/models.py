@@ -39,20 +39,29 @@ def accuracy_text(model) -> str:
     if isinstance(model, TransferModel):
         cv = model.meta.get("cv") or {}
         if "accuracy" not in cv: return "not estimated"
-        if cv.get("protocol"):
-            lso = "; ".join(f"{r['accuracy']:.2f} with {r['held_out']} held out"
-                            for r in cv.get("leave_source_out", []))
-            unchecked = ", ".join(f"{l} ({why})" for l, why in (cv.get("unchecked_labels") or {}).items())
-            return (f"{cv['accuracy']:.2f} ± {cv['std']:.2f} on artists and recordings it did not learn from "
-                    f"({cv['folds']}-fold grouped cross-validation x {cv['repeats']})"
-                    + (f"; on a source it never heard: {lso}" if lso else "")
-                    + (f"; not checked on unseen artists: {unchecked}" if unchecked else ""))
+        if cv.get("protocol"): return _protocol_text(cv)
         single = cv.get("single_artist_labels")
         return (f"{cv['accuracy']:.2f} ± {cv['std']:.2f} ({cv['folds']}-fold cross-validation x {cv['repeats']}, "
                 "artists kept apart" + (f" except for {', '.join(single)}, one artist each" if single else "")
                 + (f"; strict leave-artist-out {cv['strict_accuracy']:.2f}" if "strict_accuracy" in cv else "") + ")")
     acc = model.metrics.get("val_accuracy")
     return f"validation accuracy {acc:.2f} (its own split)" if isinstance(acc, (int, float)) else "not estimated"
+
+# %% ../nbs/08a_models.ipynb #86cf53b3
+def _protocol_text(cv: dict) -> str:
+    "The protocol's estimate in words: unseen artists (per source), an unseen source, the labels not checked."
+    art, by = cv.get("unseen_artist_accuracy"), cv.get("unseen_artist_by_source") or {}
+    runs = f"{cv['folds']}-fold grouped cross-validation x {cv['repeats']}"
+    lead = (f"{cv['accuracy']:.2f} ± {cv['std']:.2f} on recordings it did not learn from ({runs})"
+            if art is None else f"{art:.2f} on music by artists it did not learn from ({runs}"
+            + (": " + ", ".join(f"{s} {a:.2f}" for s, a in by.items()) if len(by) > 1 else "") + ")")
+    lso = cv.get("leave_source_out") or []
+    if lso:
+        pooled = sum(r["accuracy"] * r.get("n_test", 1) for r in lso) / sum(r.get("n_test", 1) for r in lso)
+        lead += (f"; {pooled:.2f} on a source it never heard ("
+                 + ", ".join(f"{r['held_out']} held out {r['accuracy']:.2f}" for r in lso) + ")")
+    unchecked = ", ".join(f"{l} ({why})" for l, why in (cv.get("unchecked_labels") or {}).items())
+    return lead + (f"; not checked on unseen artists: {unchecked}" if unchecked else "")
 
 # %% ../nbs/08a_models.ipynb #40914e0f
 TRANSFER_README = """# genre_nb transfer model ({fmt})

@@ -240,7 +240,7 @@ def test_api_takes_arrays_in_any_layout(tmp_path):
     np.testing.assert_allclose(P, np.repeat(P[:1], 4, 0), atol=1e-4)            # one answer, however it was given
     assert len(genre_nb.predict(stereo)) == 1                                   # one input, not n
     empty = genre_nb.predict([])
-    assert len(empty) == 0 and list(empty.columns[:4]) == ["file", "duration_s", "genre", "probability"]
+    assert len(empty) == 0 and list(empty.columns[:5]) == ["file", "duration_s", "silent_s", "genre", "probability"]
 
 
 # case 7: readme with a mistyped or result-less folder
