@@ -584,12 +584,16 @@ def _quiet_native_stderr():
 class Terminated(KeyboardInterrupt):
     "SIGTERM, raised where the run is (as Ctrl-C raises KeyboardInterrupt), so that it stops the same clean way."
 
+# %% ../nbs/10_cli.ipynb #a86d3299
 def _on_sigterm(signum, frame): raise Terminated()
 
+# %% ../nbs/10_cli.ipynb #a6df7b1e
 def _stopped(e: BaseException) -> str: return "terminated" if isinstance(e, Terminated) else "interrupted"
 
+# %% ../nbs/10_cli.ipynb #b34e9599
 def _status(e: BaseException) -> int: return 143 if isinstance(e, Terminated) else 130
 
+# %% ../nbs/10_cli.ipynb #0b93d26b
 def _run(args: argparse.Namespace) -> int:
     "Run the parsed subcommand; input errors print one line on stderr and give a non-zero status."
     try:
@@ -611,12 +615,12 @@ def _stop_workers():
 
 def main(argv: list[str] | None = None) -> int:
     "Entry point of `genre-nb`: run a subcommand; input errors print one line on stderr and return non-zero."
+    if argv is None: signal.signal(signal.SIGTERM, _on_sigterm)   # the console script: SIGTERM stops it cleanly
     p = parser()
     args = p.parse_args(argv)
     if not getattr(args, "func", None):
         p.print_help()
         return 2
-    if argv is None: signal.signal(signal.SIGTERM, _on_sigterm)   # the console script: SIGTERM stops it cleanly
     rc = _run(args)
     if argv is None and "tensorflow" in sys.modules:  # the console script: skip TensorFlow's ~1 s interpreter teardown
         sys.stdout.flush()

@@ -146,6 +146,7 @@ def _is_pair(x) -> bool:
             and not isinstance(x[1], (Path, np.ndarray, list, tuple))
             and (isinstance(x[1], numbers.Number) or isinstance(x[0], np.ndarray)))
 
+# %% ../nbs/08b_predict.ipynb #c3908f2a
 def _pair(x: tuple, i: int) -> tuple:
     "A (waveform, sample rate) pair whose rate is a real number, else `ParameterError`."
     sr = x[1]

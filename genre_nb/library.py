@@ -154,6 +154,7 @@ def _byte_lines(f, pos: list) -> Iterator[str]:
         pos[1] = line.decode("utf-8", "replace")
         yield pos[1]
 
+# %% ../nbs/08c_library.ipynb #8537e00d
 def _records(path: Path, columns: list[str], suffix: str, name: str,
             ) -> Iterator[tuple[dict | None, int, bool]]: # (row, end offset, whole) per row
     "Every row of an output file; `ParameterError` unless it has exactly `columns` (`name`: what to call it)."
@@ -286,6 +287,7 @@ def _read_back(res: Results, name: str):
         seen.add((f, r.get("segment")))
         res.done[f], res.whole, res.newline = (key, failed), end, not whole
 
+# %% ../nbs/08c_library.ipynb #b81455cd
 def _resolved(f: str) -> str:
     "A row's file as `file_name` gives it (rows of older outputs name files as typed)."
     return f if f.startswith("array") or not f else file_name(f, Path(f))
