@@ -6,9 +6,9 @@ __version__ = "0.1.0"
 
 import importlib
 
-_SUBMODULES = ("core", "audio", "data", "download", "features", "embeddings", "musicnn_onnx", "mn04", "evaluate",
-               "baselines", "training", "cnn", "rnn", "hybrid", "report", "transfer", "models", "inference",
-               "library", "reproduce", "cli")
+_SUBMODULES = ("core", "audio", "cluster", "data", "download", "features", "embeddings", "musicnn_onnx", "mn04",
+               "cluster_features", "featureset", "evaluate", "baselines", "training", "cnn", "rnn", "hybrid", "bundle",
+               "report", "transfer", "models", "inference", "library", "reproduce", "cli")
 __all__ = [*_SUBMODULES, "predict", "predict_iter", "__version__"]
 
 

@@ -15,6 +15,7 @@ import pandas as pd
 from . import core, data, features
 from .core import GENRES, DataError, ParameterError, check_choice, check_int, get_logger
 from .embeddings import EMBEDDINGS
+from .featureset import unified_length, unify
 from .evaluate import Result, accuracy, evaluate_run, genre_index, summarize_results
 
 log = get_logger("genre_nb.baselines")
@@ -128,11 +129,11 @@ def _pool_time(a: np.ndarray, factor: int) -> np.ndarray:
 
 # %% ../nbs/04_baselines.ipynb #3c4dfa3a
 def paper_view(arrays_by_feature: dict[str, Sequence[np.ndarray]], # feature name -> per track (n_features, n_frames)
-               lengths: dict[str, int] | None = None, # feature -> unified length (None: `features.unified_length`)
+               lengths: dict[str, int] | None = None, # feature -> unified length (None: `featureset.unified_length`)
                max_values: int = 65_536,        # numbers per track at most (time is pooled to fit)
               ) -> tuple[np.ndarray, list[str]]: # (n_tracks, n_columns) float32, column names
     "The paper's view: each feature type padded/capped to its unified length, time-pooled to fit `max_values`."
-    lengths = {k: (lengths or {}).get(k) or features.unified_length([a.shape[1] for a in v])
+    lengths = {k: (lengths or {}).get(k) or unified_length([a.shape[1] for a in v])
                for k, v in arrays_by_feature.items()}
     total = sum(v[0].shape[0] * lengths[k] for k, v in arrays_by_feature.items())
     factor = max(1, -(-total // check_int("max_values", max_values)))
@@ -141,7 +142,7 @@ def paper_view(arrays_by_feature: dict[str, Sequence[np.ndarray]], # feature nam
         L, F = lengths[k], arrs[0].shape[0]
         T = -(-L // factor)
         out = np.zeros((len(arrs), F * T), np.float32)   # filled track by track: one copy of the view in memory
-        for i, a in enumerate(arrs): out[i] = _pool_time(features.unify([a], L, channel=False)[0], factor).ravel()
+        for i, a in enumerate(arrs): out[i] = _pool_time(unify([a], L, channel=False)[0], factor).ravel()
         blocks.append(out)
         cols += [f"{k}_{f}_t{t}" for f in range(F) for t in range(T)]
     return np.concatenate(blocks, axis=1) if len(blocks) > 1 else blocks[0], cols

@@ -18,7 +18,7 @@ from . import core, data
 from . import features as F
 from .core import (
     GENRES, ParameterError, get_logger, write_text)
-from .features import FeatureScaler
+from .featureset import FeatureScaler
 from .training import ClipSet, SegmentConfig, _save_npz, predict_clips
 
 log = get_logger("genre_nb.training")   # the bundle's messages, as before the split by job
@@ -78,7 +78,7 @@ def stack_inputs(features: dict,  # feature name -> one (n_features, n_frames) a
 
 # %% ../nbs/05c_bundle.ipynb #13034ac8
 def _scale_one(scaler, a: np.ndarray) -> np.ndarray:
-    "Apply one fitted scaler (`genre_nb.features.FeatureScaler` or anything with `transform`) to one clip's array."
+    "Apply one fitted scaler (`genre_nb.featureset.FeatureScaler` or anything with `transform`) to one clip's array."
     return a if scaler is None else np.asarray(scaler.transform(a), dtype=np.float32)
 
 # %% ../nbs/05c_bundle.ipynb #0c3edb2d

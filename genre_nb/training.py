@@ -20,6 +20,7 @@ from .core import (
     GENRES, ParameterError, atomic_write, check_choice, check_float, check_int, get_logger, write_text)
 from .embeddings import EMBEDDING_CHOICES
 from .evaluate import evaluate_run, run_tag
+from .featureset import FeatureScaler
 
 log = get_logger("genre_nb.training")
 
@@ -455,8 +456,8 @@ def load_feature(tracks: pd.DataFrame,   # rows with a `path` (and track_id, gen
 
 # %% ../nbs/05_training.ipynb #e861f5c8
 def _fit_scaler(arrays: list[np.ndarray]):
-    "A genre_nb.features.FeatureScaler fitted on (training) arrays."
-    return F.FeatureScaler().fit(arrays)
+    "A genre_nb.featureset.FeatureScaler fitted on (training) arrays."
+    return FeatureScaler().fit(arrays)
 
 # %% ../nbs/05_training.ipynb #bd6016fd
 @dataclass

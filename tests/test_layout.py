@@ -18,6 +18,7 @@ MOVED = {
     "genre_nb.training": ["load_bundle", "save_bundle", "Bundle", "BundleError", "read_json", "read_arrays",
                           "refuse_pickles", "convert_legacy_bundle", "list_bundles", "models_dir", "run_id",
                           "BUNDLE_FORMAT"],
+    "genre_nb.features": ["FeatureScaler", "FeatureSet", "feature_set", "unify", "unified_length"],
     "genre_nb.data": ["to_mono", "check_rate", "open_audio", "read_audio", "resample", "load_audio", "Loudness",
                       "audio_problem", "AudioError", "AUDIO_EXTS", "HEARD_SR", "SR_RANGE"],
 }
@@ -31,16 +32,18 @@ def test_old_names_still_import(module):
 
 
 def test_unknown_name_is_still_an_attribute_error():
-    import genre_nb.inference as I, genre_nb.training as T
-    for m in (I, T):
+    import genre_nb.inference as I, genre_nb.training as T, genre_nb.features as F
+    for m in (I, T, F):
         with pytest.raises(AttributeError, match="has no attribute 'no_such_name'"): m.no_such_name
 
 
-def test_bundle_and_training_import_in_either_order():
-    for first, second in (("bundle", "training"), ("training", "bundle")):
+@pytest.mark.parametrize("low,high,name", [("training", "bundle", "load_bundle"),
+                                           ("features", "featureset", "FeatureScaler")])
+def test_a_module_and_the_one_split_from_it_import_in_either_order(low, high, name):
+    for first, second in ((low, high), (high, low)):
         r = subprocess.run([sys.executable, "-c", f"import genre_nb.{first}, genre_nb.{second}; "
-                            "from genre_nb.training import load_bundle; from genre_nb.bundle import load_bundle as b; "
-                            "assert load_bundle is b"], capture_output=True, text=True, cwd=ROOT)
+                            f"from genre_nb.{low} import {name}; from genre_nb.{high} import {name} as b; "
+                            f"assert {name} is b"], capture_output=True, text=True, cwd=ROOT)
         assert r.returncode == 0, r.stderr[-2000:]
 
 
@@ -55,3 +58,16 @@ def test_no_module_over_900_lines():
     long = {p.name: n for p in (ROOT / "genre_nb").glob("*.py") if p.name != "_modidx.py"
             if (n := len(p.read_text().splitlines())) > 900}
     assert not long, f"modules over 900 lines (split them by job): {long}"
+
+
+def test_no_notebook_over_200_cells():
+    import json
+    long = {p.name: n for p in (ROOT / "nbs").glob("*.ipynb")
+            if (n := len(json.loads(p.read_text())["cells"])) > 200}
+    assert not long, f"notebooks over 200 cells (split them by job): {long}"
+
+
+def test_every_module_is_a_public_name():
+    import genre_nb
+    mods = {p.stem for p in (ROOT / "genre_nb").glob("*.py") if not p.stem.startswith("_")}
+    assert mods <= set(genre_nb._SUBMODULES), f"modules missing from genre_nb._SUBMODULES: {mods - set(genre_nb._SUBMODULES)}"
