@@ -12,7 +12,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")   # quiet TensorFlow's start-
 
 import pandas as pd
 
-from . import __version__
+from . import __version__, cluster
 from . import inference as I
 from . import library as L
 from .core import (Config, DataError, GenreNBError, ParameterError, atomic_write, check_choice, check_float,
@@ -20,6 +20,7 @@ from .core import (Config, DataError, GenreNBError, ParameterError, atomic_write
 from .data import AUDIT_COLUMNS, audit, dataset_name, duplicates, find_tracks, genre_summary, name_collisions
 from .data import open_dataset, prepare, usable_tracks
 from .download import MINI_MD5, MINI_URL, download_mini
+from .cluster_features import cluster_feature_table
 from .features import bench, check_features, feature_table
 from .reproduce import reproduce, write_readme
 from .bundle import convert_legacy_bundle
@@ -150,10 +151,9 @@ def _backend(name: str,                # 'loky' (local processes) or 'dask'
              scheduler: str | None = None,  # dask: a running scheduler's address (None: a local cluster)
              jobs: int = 2,            # dask: workers of the local cluster
             ):
-    "Run the enclosed joblib work on `name`; for dask, connect to `scheduler` or start a local cluster."
-    import joblib
+    "The Dask client the enclosed work is handed to: None for local processes; for dask, connected to `scheduler`."
     if name != "dask":
-        yield
+        yield None
         return
     try: from dask.distributed import Client, LocalCluster
     except ImportError:
@@ -165,8 +165,7 @@ def _backend(name: str,                # 'loky' (local processes) or 'dask'
         if cluster is not None: cluster.close()
         why = (str(e).splitlines() or [type(e).__name__])[0]
         raise GenreNBError(f"cannot reach the Dask scheduler at {scheduler}: {why}") from None
-    try:
-        with joblib.parallel_config(backend="dask"): yield
+    try: yield client
     finally:
         client.close()
         if cluster is not None: cluster.close()
@@ -180,13 +179,13 @@ def _extract(args: argparse.Namespace) -> int:
     out = check_out_file("--out", args.out)
     _check_cache(args.cache_dir)
     ds = open_dataset(args.data_dir, args.cache_dir, tracks_per_genre=tracks_per_genre)
-    tracks = prepare(ds, split=None, cache_dir=args.cache_dir, jobs=jobs)
-    if usable_tracks(tracks).empty:
-        raise DataError(f"no usable track in {args.data_dir}: all {len(tracks)} are excluded "
-                        "(genre-nb audit says why); nothing written")
-    with _backend(args.backend, args.scheduler, jobs):
-        table = feature_table(tracks, feats, jobs=max(jobs, 2) if args.backend == "dask" else jobs,
-                              cache_dir=args.cache_dir)
+    with _backend(args.backend, args.scheduler, jobs) as client:   # the workers audit the tracks too
+        tracks = prepare(ds, split=None, cache_dir=args.cache_dir, jobs=jobs, client=client)
+        if usable_tracks(tracks).empty:
+            raise DataError(f"no usable track in {args.data_dir}: all {len(tracks)} are excluded "
+                            "(genre-nb audit says why); nothing written")
+        table = (feature_table(tracks, feats, jobs=jobs, cache_dir=args.cache_dir) if client is None
+                 else cluster_feature_table(tracks, feats, client, args.cache_dir))
     if table.empty: raise DataError(f"no track of {args.data_dir} gave features (see the lines above); nothing written")
     with atomic_write(out) as f: table.to_csv(f, index=False)
     skipped = len(tracks) - len(table)
@@ -207,9 +206,12 @@ def _add_extract(sub) -> None:
     p.add_argument("--out", default="features.csv", help="the CSV to write (default: features.csv)")
     _shared(p, "--jobs")
     p.add_argument("--backend", default="loky", choices=("loky", "dask"),
-                   help="where the workers run: local processes (loky, default) or a Dask cluster (dask)")
-    p.add_argument("--scheduler", default=None,
-                   help="with --backend dask: a running scheduler's address (default: a local cluster)")
+                   help="where the work runs: local processes (loky, default) or a Dask cluster's workers (dask)")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="with --backend dask: a running scheduler (e.g. tcp://host:8786; default: a local cluster of "
+                        "--jobs workers); its workers audit the tracks and compute the features: "
+                        f"{cluster.SAME_PATHS}, and the feature cache is where they write (--cache-dir: that path on "
+                        "every worker)")
     _shared(p, "--cache-dir", "--tracks-per-genre")
 
 # %% ../nbs/10_cli.ipynb #e2b5c0a1
@@ -306,6 +308,11 @@ def _say(line: str,          # what to print
     tqdm.write(line, file=f)
     f.flush()
 
+# %% ../nbs/10_cli.ipynb #f17a0799
+def _worker(r: dict) -> dict:
+    "`{'worker': ...}` for a row a Dask worker made, else {}."
+    return {"worker": r["worker"]} if r.get("worker") else {}
+
 # %% ../nbs/10_cli.ipynb #fb019121
 def _answer(file: str, rows: list[dict], labels: list[str], k: int, as_json: bool,
             threshold: float = 0.0):   # the model's (`inference.model_threshold`): answers below it are uncertain
@@ -313,11 +320,12 @@ def _answer(file: str, rows: list[dict], labels: list[str], k: int, as_json: boo
     r = L.file_row(rows, labels, threshold)
     if r.get("error"):
         _say(f"genre-nb predict: {file}: {r['error']}", err=True)
-        if as_json: _say(json.dumps({"file": file, "error": r["error"]}))
+        if as_json: _say(json.dumps({"file": file, "error": r["error"], **_worker(r)}))
         return
     top = lambda r: [{"genre": g, "probability": p} for g, p in _top(r, labels, k)]
     if as_json:
-        item = {"file": file, "top": top(r), "uncertain": bool(r.get("uncertain")), "silent_s": r.get("silent_s", 0.0)}
+        item = {"file": file, "top": top(r), "uncertain": bool(r.get("uncertain")), "silent_s": r.get("silent_s", 0.0),
+                **_worker(r)}
         if "segment" in rows[0]:
             item["segments"] = [{"segment": w["segment"], "start_s": w["start_s"], "end_s": w["end_s"],
                                  "top": top(w) if w.get("genre") is not None else [],
@@ -349,9 +357,9 @@ def _predict(args: argparse.Namespace) -> int:
     path, why = (Path(args.model).expanduser(), "named with --model") if args.model else I.default_model_path()
     model = I.load_model(path)
     labels, info, summary = I.model_labels(model), _model_info(model, path, why), L.Summary()
-    with _backend("dask" if args.scheduler else "loky", args.scheduler):
+    with _backend("dask" if args.scheduler else "loky", args.scheduler) as client:
         files = L.predict_to(out, args.files, model, args.resume or args.retry_failed, args.retry_failed,
-                             args.segments, args.window, args.backend, args.jobs, sys.stderr.isatty(), summary)
+                             args.segments, args.window, args.backend, args.jobs, sys.stderr.isatty(), summary, client)
         _say(json.dumps({"model": info}) if args.json else f"# model {info['name']} ({why}): trained on "
              f"{info['trained_on']}; estimated accuracy {info['estimated_accuracy']}"
              + (f"; uncertain below {I.model_threshold(model):.2f}" if I.model_threshold(model) else ""))
@@ -398,8 +406,8 @@ def _add_predict(sub) -> None:
                    help="files in flight at once, at most one per core (default: every core on ONNX Runtime, "
                         "1 on TensorFlow)")
     p.add_argument("--scheduler", default=None, metavar="ADDRESS",
-                   help="a running Dask scheduler (e.g. tcp://host:8786): its workers classify the files, which they "
-                        "must see at the same paths; rows come back into --out")
+                   help="a running Dask scheduler (e.g. tcp://host:8786): its workers classify the files, and "
+                        f"{cluster.SAME_PATHS}; rows come back into --out, and --json names each file's worker")
 
 # %% ../nbs/10_cli.ipynb #b94f1612
 def _train_folders(args: argparse.Namespace) -> list[Path]:
@@ -576,12 +584,16 @@ def _quiet_native_stderr():
 class Terminated(KeyboardInterrupt):
     "SIGTERM, raised where the run is (as Ctrl-C raises KeyboardInterrupt), so that it stops the same clean way."
 
+# %% ../nbs/10_cli.ipynb #a86d3299
 def _on_sigterm(signum, frame): raise Terminated()
 
+# %% ../nbs/10_cli.ipynb #a6df7b1e
 def _stopped(e: BaseException) -> str: return "terminated" if isinstance(e, Terminated) else "interrupted"
 
+# %% ../nbs/10_cli.ipynb #b34e9599
 def _status(e: BaseException) -> int: return 143 if isinstance(e, Terminated) else 130
 
+# %% ../nbs/10_cli.ipynb #0b93d26b
 def _run(args: argparse.Namespace) -> int:
     "Run the parsed subcommand; input errors print one line on stderr and give a non-zero status."
     try:
@@ -603,12 +615,12 @@ def _stop_workers():
 
 def main(argv: list[str] | None = None) -> int:
     "Entry point of `genre-nb`: run a subcommand; input errors print one line on stderr and return non-zero."
+    if argv is None: signal.signal(signal.SIGTERM, _on_sigterm)   # the console script: SIGTERM stops it cleanly
     p = parser()
     args = p.parse_args(argv)
     if not getattr(args, "func", None):
         p.print_help()
         return 2
-    if argv is None: signal.signal(signal.SIGTERM, _on_sigterm)   # the console script: SIGTERM stops it cleanly
     rc = _run(args)
     if argv is None and "tensorflow" in sys.modules:  # the console script: skip TensorFlow's ~1 s interpreter teardown
         sys.stdout.flush()

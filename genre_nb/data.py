@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import soundfile as sf
 
+from . import cluster
 from .core import (GENRES, SPLITS, Config, DataError, ParameterError, atomic_write,
                            check_choice, get_logger, librosa_ready)
 from .audio import (AUDIO_EXTS, HEARD_SR, OTHER_AUDIO_EXTS, AudioError, Loudness, _not_a_file, audio_format,
@@ -95,7 +96,7 @@ def find_tracks(data_dir: Path | str,  # a GTZAN copy, or a folder with one subf
                ) -> pd.DataFrame:      # track_id (unique), genre, path, artist, title (one row per file)
     "Find every audio file of a GTZAN-like folder. Raises `DataError` for a missing folder or an unknown layout."
     data_dir = Path(data_dir).expanduser()
-    if not data_dir.is_dir(): raise DataError(f"data folder not found: {data_dir}")
+    if not data_dir.is_dir(): raise DataError(f"data folder not found: {os.path.abspath(data_dir)}")
     root, layout = _genre_root(data_dir.resolve())
     found = [(d.name, *audio_files(d)) for d in sorted(root.iterdir()) if d.is_dir() and not d.name.startswith(".")]
     files, skipped = [(g, p) for g, take, _ in found for p in take], [p for *_, skip in found for p in skip]
@@ -329,6 +330,22 @@ def audit_track(path: Path | str,         # the audio file
     row["status"] = truncation(path) or audio_problem(Loudness().add(resample(y, sr, HEARD_SR)), min_duration) or "ok"
     return row
 
+# %% ../nbs/01_data_audit.ipynb #ad949a4d
+def _audit_on_worker(path: str, min_duration: float) -> dict:
+    "On a Dask worker: `audit_track`; a file this worker cannot open says which worker tried."
+    row = audit_track(path, min_duration)
+    if row["status"].startswith("unreadable") and not os.access(path, os.R_OK):
+        row["status"] += f" (on {cluster.worker_name()}: {cluster.SAME_PATHS})"
+    return row
+
+# %% ../nbs/01_data_audit.ipynb #dc874228
+def _cluster_audit(paths: list[str], min_duration: float, client) -> list[dict]:
+    "`audit_track` of every path on `client`'s workers, in order."
+    rows = [None] * len(paths)
+    for i, row, _ in cluster.cluster_map(client, _audit_on_worker, paths, min_duration):
+        rows[i] = {"content_hash": "", "status": f"unreadable: {row}"} if isinstance(row, cluster.WorkerLost) else row
+    return rows
+
 # %% ../nbs/01_data_audit.ipynb #eff5b997
 AUDIT_COLUMNS = ["genre", "filename", "duration_s", "sample_rate", "mean_amplitude", "rms_amplitude", "max_amplitude",
                  "status"]
@@ -336,12 +353,15 @@ AUDIT_COLUMNS = ["genre", "filename", "duration_s", "sample_rate", "mean_amplitu
 def audit(tracks: pd.DataFrame,     # from `find_tracks`
           min_duration: float = 3.0, # shorter tracks are excluded
           jobs: int = 1,             # parallel workers (threads)
+          client=None,               # a `distributed.Client`: its workers read the tracks (`_cluster_audit`)
          ) -> pd.DataFrame:          # `tracks` + filename and the audit columns
     "Audit every track; bad files get a reason in `status` and never stop the run."
     from joblib import Parallel, delayed
     from tqdm.auto import tqdm
-    rows = Parallel(n_jobs=jobs, prefer="threads")(delayed(audit_track)(p, min_duration)
-                                                 for p in tqdm(tracks.path, desc="audit", disable=len(tracks) < 50))
+    if client is not None: rows = _cluster_audit([str(p) for p in tracks.path], min_duration, client)
+    else:
+        rows = Parallel(n_jobs=jobs, prefer="threads")(delayed(audit_track)(p, min_duration)
+                                                     for p in tqdm(tracks.path, desc="audit", disable=len(tracks) < 50))
     out = pd.concat([tracks.reset_index(drop=True), pd.DataFrame(rows)], axis=1)
     out.insert(3, "filename", [Path(p).name for p in out.path])
     out["sample_rate"] = out.sample_rate.astype("Int64")
@@ -524,6 +544,7 @@ def prepare(ds: Dataset,                # from `open_dataset`
             min_duration: float = 3.0,   # shorter tracks are excluded
             cache_dir: Path | str | None = None,
             jobs: int = 2,
+            client=None,                 # a `distributed.Client`: its workers audit the tracks
            ) -> pd.DataFrame:            # tracks + audit columns + split
     "The tracks table every later stage uses: audited (cached per fingerprint, as JSON) and split."
     if split is not None: check_choice("split", split, SPLITS)
@@ -531,7 +552,7 @@ def prepare(ds: Dataset,                # from `open_dataset`
     # a missing, corrupt or foreign entry is None: recomputed (old .pkl entries are never read)
     aud = _read_audit_cache(cache)
     if aud is None or list(aud.path) != list(ds.tracks.path) or list(aud.track_id) != list(ds.tracks.track_id):
-        aud = audit(ds.tracks, min_duration, jobs=jobs)
+        aud = audit(ds.tracks, min_duration, jobs=jobs, client=client)
         for stem, g in name_collisions(aud).groupby("stem", sort=False):
             log.warning(f"{len(g)} files are named {stem!r} ({', '.join(g.track_id)}): told apart by genre folder")
         _write_audit_cache(aud, cache)

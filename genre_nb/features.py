@@ -577,7 +577,6 @@ def _extract(tracks, features, jobs, cache_dir, params, sr, force=False, progres
             from joblib import Parallel, delayed
             import genre_nb.features as lib   # workers run the installed module (notebook functions do not pickle)
             args = (str(Path(store.root).parent), store.sr, store.params)
-            # joblib's active backend: loky processes by default, a Dask cluster in `joblib.parallel_config("dask")`
             it = Parallel(n_jobs=min(jobs, len(todo)), return_as="generator_unordered")(
                 delayed(lib._extract_one)(r, features, args, force) for r in todo)
         found = store.damaged                          # a worker in this process counts into `store` too

@@ -4,7 +4,7 @@
 
 # %% ../nbs/08b_predict.ipynb #8d9e3742
 from __future__ import annotations
-import inspect, itertools, numbers, os, sys, threading, time, warnings
+import inspect, itertools, numbers, os, threading, time, warnings
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -146,6 +146,7 @@ def _is_pair(x) -> bool:
             and not isinstance(x[1], (Path, np.ndarray, list, tuple))
             and (isinstance(x[1], numbers.Number) or isinstance(x[0], np.ndarray)))
 
+# %% ../nbs/08b_predict.ipynb #c3908f2a
 def _pair(x: tuple, i: int) -> tuple:
     "A (waveform, sample rate) pair whose rate is a real number, else `ParameterError`."
     sr = x[1]
@@ -331,25 +332,18 @@ def _answers(items: list,      # (name, source) pairs from `audio_inputs`
              model, window_s: float, backend: str,
              jobs: int,        # files in flight at once (worker processes or threads)
             ) -> Iterator[tuple[int, object]]: # (index, `_attempt`'s answer), as each input is done
-    "Every input's answer as soon as it is done: in worker processes or on a Dask cluster, or in threads here."
-    if len(items) > 1 or "joblib" in sys.modules:       # one file: no joblib to import, unless a cluster may wait
+    "Every input's answer as soon as it is done: in local worker processes, or in threads here."
+    if backend == "onnx" and jobs > 1 and len(items) >= 4 * jobs:   # a Dask cluster: `library.predict_to(client=)`
         from joblib import Parallel, delayed
-        from joblib.parallel import get_active_backend
-        dask = type(get_active_backend()[0]).__module__.endswith("_dask")
-        if dask and backend != "onnx":
-            raise ParameterError("a Dask cluster runs the models with an ONNX path (musicnn transfer models); this "
-                                 "one runs on TensorFlow: predict without --scheduler")
-        if dask or (backend == "onnx" and jobs > 1 and len(items) >= 4 * jobs):
-            me = None if dask else os.getpid()
-            tasks = (delayed(_work)(i, model, src, window_s, backend, me) for i, (_, src) in enumerate(items))
-            work = Parallel(-1 if dask else jobs, return_as="generator_unordered")(tasks)
-            try:
-                for answer in work: yield answer
-            finally:
-                with warnings.catch_warnings():       # joblib: "N tasks ... cancelled": what stopping early means
-                    warnings.filterwarnings("ignore", r".* tasks (have been|which were)", UserWarning)
-                    work.close()
-            return
+        tasks = (delayed(_work)(i, model, src, window_s, backend, os.getpid()) for i, (_, src) in enumerate(items))
+        work = Parallel(jobs, return_as="generator_unordered")(tasks)
+        try:
+            for answer in work: yield answer
+        finally:
+            with warnings.catch_warnings():       # joblib: "N tasks ... cancelled": what stopping early means
+                warnings.filterwarnings("ignore", r".* tasks (have been|which were)", UserWarning)
+                work.close()
+        return
     yield from _threads(items, model, window_s, backend, jobs)
 
 # %% ../nbs/08b_predict.ipynb #db7e29bb

@@ -13,8 +13,9 @@ from typing import Iterator
 import numpy as np
 from fastcore.basics import patch
 
-from . import inference as I
-from .core import ParameterError, GenreNBError, atomic_write, check_out_file, get_logger
+from . import cluster, inference as I
+from .core import (ParameterError, GenreNBError, atomic_write, check_choice, check_float, check_out_file,
+                           get_logger)
 
 _log = get_logger("genre_nb.library")
 
@@ -153,6 +154,7 @@ def _byte_lines(f, pos: list) -> Iterator[str]:
         pos[1] = line.decode("utf-8", "replace")
         yield pos[1]
 
+# %% ../nbs/08c_library.ipynb #8537e00d
 def _records(path: Path, columns: list[str], suffix: str, name: str,
             ) -> Iterator[tuple[dict | None, int, bool]]: # (row, end offset, whole) per row
     "Every row of an output file; `ParameterError` unless it has exactly `columns` (`name`: what to call it)."
@@ -285,6 +287,7 @@ def _read_back(res: Results, name: str):
         seen.add((f, r.get("segment")))
         res.done[f], res.whole, res.newline = (key, failed), end, not whole
 
+# %% ../nbs/08c_library.ipynb #b81455cd
 def _resolved(f: str) -> str:
     "A row's file as `file_name` gives it (rows of older outputs name files as typed)."
     return f if f.startswith("array") or not f else file_name(f, Path(f))
@@ -501,10 +504,12 @@ def predict_to(out: Path | str | None,  # CSV, JSON Lines or Parquet (by suffix)
                segments: bool = False, window_s: float | None = None, backend: str | None = None,
                jobs: int | None = None, progress: bool = False,
                summary: Summary | None = None, # counted as files finish
+               client=None,             # a `distributed.Client`: its workers classify the files (`_cluster_predicted`)
               ) -> Iterator[tuple[str, list[dict]]]: # (file, its rows) as each is written: iterate it to the end
     "Predict a library into `out`, each file's rows appended as soon as it is done; with `resume`, what it lacks."
     out = check_out(out) if out is not None else None
-    m, labels, win, be, jobs = I._settings(model, window_s, backend, jobs)
+    m, labels, win, be, jobs = (_cluster_settings(model, window_s, backend) if client is not None
+                                else I._settings(model, window_s, backend, jobs))
     items = I.audio_inputs(paths_or_arrays)
     res = open_results(out, m, segments, win, resume) if out is not None else None
     try: todo = res.todo(items, retry_failed) if res else [(n, s, None) for n, s in items]
@@ -513,13 +518,15 @@ def predict_to(out: Path | str | None,  # CSV, JSON Lines or Parquet (by suffix)
         raise
     summary = summary if summary is not None else Summary()
     summary.inputs, summary.skipped = len(items), len(items) - len(todo)
-    return _stream(res, todo, m, labels, win, be, jobs, segments, progress, summary)
+    return _stream(res, todo, m, labels, win, be, jobs, segments, progress, summary, client)
 
 # %% ../nbs/08c_library.ipynb #1f106cf9
 def _stream(res: Results | None, todo: list, model, labels: list[str], window_s: float, backend: str, jobs: int,
-            segments: bool, progress: bool, summary: Summary) -> Iterator[tuple[str, list[dict]]]:
-    "Predict `todo`, appending each file's rows to `res` as it is done."
-    work = I._predicted([t[:2] for t in todo], model, labels, window_s, backend, jobs, segments, progress)
+            segments: bool, progress: bool, summary: Summary, client=None) -> Iterator[tuple[str, list[dict]]]:
+    "Predict `todo` (here, or on `client`'s workers), appending each file's rows to `res` as it is done."
+    items = [t[:2] for t in todo]
+    work = (_cluster_predicted(items, model, labels, window_s, segments, progress, client) if client is not None
+            else I._predicted(items, model, labels, window_s, backend, jobs, segments, progress))
     try:
         for i, rows in work:
             if res: res.append(rows, todo[i][2], file_name(*todo[i][:2]))
@@ -531,3 +538,39 @@ def _stream(res: Results | None, todo: list, model, labels: list[str], window_s:
     finally:
         work.close()                                  # its workers stop now (`inference._answers`), not when collected
         if res: res.close()
+
+# %% ../nbs/08c_library.ipynb #600cc66f
+def _cluster_settings(model, window_s: float | None, backend: str | None) -> tuple:
+    "(model, labels, window_s, 'onnx', None) of a run on a Dask cluster, checked without building a network here."
+    m = I.load_model(model) if model is None or isinstance(model, (str, Path)) else model
+    b = check_choice("backend", backend or os.environ.get("GENRE_NB_BACKEND") or "auto", I.BACKENDS)
+    if b == "tf" or not I.has_onnx_path(m):
+        raise ParameterError("a Dask cluster runs the models with an ONNX path (musicnn transfer models); this "
+                             "one runs on TensorFlow: predict without --scheduler")
+    return m, I.model_labels(m), check_float("window_s", window_s or I.model_window(m), I.MIN_SECONDS), "onnx", None
+
+# %% ../nbs/08c_library.ipynb #1ff880da
+def _cluster_work(src,           # a path (absolute, as the client gave it) or a (waveform, sr) pair
+                  model,         # the loaded model (sent to each worker once)
+                  window_s: float,
+                 ):              # `inference._attempt`'s answer
+    "On a Dask worker: one input's answer; a path this worker cannot open says which worker tried."
+    for net in I.onnx_nets(model): I.onnx_session(net, threads=1)    # built once per worker process
+    answer = I._attempt(model, src, window_s, "onnx")
+    if isinstance(answer, str) and isinstance(src, str) and not os.access(src, os.R_OK):
+        answer += f" (on {cluster.worker_name()}: {cluster.SAME_PATHS})"
+    return answer
+
+# %% ../nbs/08c_library.ipynb #d33ec95f
+def _cluster_predicted(items: list, model, labels: list[str], window_s: float, segments: bool, progress: bool,
+                       client) -> Iterator[tuple[int, list[dict]]]: # (index, rows) as each input is done
+    "Every input's rows as soon as a worker of `client` has done it, with a progress bar on stderr."
+    from tqdm.auto import tqdm
+    srcs = (os.path.abspath(s) if isinstance(s, Path) else s for _, s in items)
+    with tqdm(total=len(items), desc="predict (Dask)", unit="file", disable=not progress or len(items) < 2,
+              leave=False) as bar:
+        for i, a, who in cluster.cluster_map(client, _cluster_work, srcs, model, window_s):
+            bar.update()
+            rows = I._file_rows(items[i][0], str(a) if isinstance(a, cluster.WorkerLost) else a, labels, segments,
+                                I.model_threshold(model))
+            yield i, [{**r, "worker": who} for r in rows] if who else rows

@@ -457,8 +457,10 @@ def fit_temperature(P: np.ndarray,  # (n, k) held-out probabilities
     nll = lambda t: -np.mean(np.log(np.clip(calibrate(P, np.exp(t))[np.arange(len(y)), y], 1e-12, 1)))
     return float(np.exp(minimize_scalar(nll, bounds=(np.log(0.05), np.log(20)), method="bounded").x))
 
+# %% ../nbs/08_transfer.ipynb #4581157f
 MIN_CALIBRATION_TRACKS = 30   # fewer held-out tracks than this may soften probabilities, never sharpen them
 
+# %% ../nbs/08_transfer.ipynb #a2f18b42
 def calibration_problem(n_tracks: int,  # the tracks whose held-out answers the temperature was fitted on
                         T: float,       # `fit_temperature`'s
                        ) -> str | None: # why `T` must not sharpen the probabilities, or None
@@ -531,6 +533,7 @@ def usable_labelled(tracks: pd.DataFrame,  # from `labelled_tracks`
     t = tracks[ok].reset_index(drop=True)
     return check_label_counts(t[_distinct(t, aud.content_hash[ok].tolist())].reset_index(drop=True), where, "usable")
 
+# %% ../nbs/08_transfer.ipynb #1e5d1532
 def _distinct(tracks: pd.DataFrame,  # label, path
               hashes: list[str],     # the audit's `content_hash` of each
              ) -> np.ndarray:        # mask: the first track of each audio

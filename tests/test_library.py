@@ -1,6 +1,6 @@
 """A whole library through `genre-nb predict` (issue 19, and issue 20's `--out` and Ctrl-C cases): rows streamed to
 `--out` as files finish, a run killed outright then resumed, Ctrl-C keeping every finished row, JSON Lines on stdout
-as files finish, refusals before any work, and a Dask cluster giving the rows of a local run.
+as files finish, and refusals before any work (a Dask cluster's runs: tests/test_dask.py).
 
 The libraries are short generated clips (3 s: one musicnn patch each), linked many times under distinct names (nothing
 is committed); runs that are interrupted are kept to two CPUs, so that they are still going when the signal comes on
@@ -247,48 +247,6 @@ def test_resume_refuses_another_model_or_a_foreign_file_and_writes_nothing(sourc
     assert r.returncode == 1 and "bad.wav" in r.stderr and "4 already in the output" in r.stdout
     rows = _read_csv(out)
     assert sorted(r["file"] for r in rows) == sorted(map(str, [*files, bad]))          # still one row per file
-
-
-@pytest.fixture
-def dask_cluster(tmp_path):
-    "A local Dask scheduler and two worker processes, started here; yields the scheduler's address."
-    pytest.importorskip("distributed", reason="the Dask test needs dask[distributed] (a development requirement)")
-    dask = str(Path(sys.executable).parent / "dask")
-    info = tmp_path / "scheduler.json"
-    procs = [subprocess.Popen([dask, "scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard",
-                               "--scheduler-file", str(info)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
-    try:
-        t0 = time.monotonic()
-        while not info.exists():
-            assert time.monotonic() - t0 < 60 and procs[0].poll() is None, "the Dask scheduler did not start"
-            time.sleep(0.2)
-        procs += [subprocess.Popen([dask, "worker", "--scheduler-file", str(info), "--nthreads", "1", "--no-nanny",
-                                    "--no-dashboard", "--name", f"w{k}"], stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.DEVNULL) for k in range(2)]
-        from distributed import Client
-        with Client(scheduler_file=str(info), timeout="60s") as c:
-            c.wait_for_workers(2, timeout=120)
-        yield json.loads(info.read_text())["address"]
-    finally:
-        for p in reversed(procs):
-            p.terminate()
-            try: p.wait(timeout=30)
-            except subprocess.TimeoutExpired: p.kill()
-
-
-def test_a_dask_cluster_gives_the_rows_of_a_local_run_and_resumes(sources, tmp_path, dask_cluster):
-    "--scheduler: two worker processes classify the files; the rows equal a local run's, and --resume works across runs."
-    lib = _library(tmp_path / "lib", sources, 40)
-    local, remote = tmp_path / "local.csv", tmp_path / "dask.csv"
-    assert run("predict", lib, "--out", local).returncode == 1                       # the not-audio file
-    first = sorted(lib.rglob("*.wav"))[:25]
-    r = run("predict", *first, "--out", remote, "--scheduler", dask_cluster)
-    assert "Traceback" not in r.stderr and r.returncode in (0, 1), r.stderr[-2000:]
-    r = run("predict", lib, "--out", remote, "--resume", "--scheduler", dask_cluster)
-    assert "Traceback" not in r.stderr, r.stderr[-2000:]
-    assert "25 already in the output" in r.stdout.splitlines()[-1], r.stdout[-500:]
-    a, b = ({r["file"]: r for r in _read_csv(f)} for f in (local, remote))
-    assert len(b) == len(_read_csv(remote)) == 41 and a == b                          # every field, as written
 
 
 def test_the_scheduler_must_be_reachable(sources, tmp_path):
