@@ -555,7 +555,7 @@ def _cluster_work(src,           # a path (absolute, as the client gave it) or a
                   window_s: float,
                  ):              # `inference._attempt`'s answer
     "On a Dask worker: one input's answer; a path this worker cannot open says which worker tried."
-    for net in I.onnx_nets(model): I.onnx_session(net, threads=1)    # built once per worker process
+    for net in I.onnx_nets(model): I.net_session(net, threads=1)     # built once per worker process
     answer = I._attempt(model, src, window_s, "onnx")
     if isinstance(answer, str) and isinstance(src, str) and not os.access(src, os.R_OK):
         answer += f" (on {cluster.worker_name()}: {cluster.SAME_PATHS})"

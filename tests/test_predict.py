@@ -228,3 +228,21 @@ def test_random_bytes_are_not_audio(tmp_path, suffix):
     f = tmp_path / f"noise{suffix}"; f.write_bytes(np.random.default_rng(0).integers(0, 256, 200_000, dtype=np.uint8).tobytes())
     r = run("predict", f)
     assert r.returncode == 1 and r.stderr.count("\n") == 1 and "not audio" in r.stderr, r.stderr
+
+
+def test_a_model_with_both_ears_trains_saves_and_answers_alike_on_both_backends(tmp_path):
+    "musicnn's 3 s patches and mn04's 10 s windows in one recipe: trained, saved, loaded, the same answers on onnx and tf."
+    from genre_nb.models import load_model, save_training
+    from genre_nb.inference import predict
+    from genre_nb.transfer import Recipe, train
+    for lab, f0 in (("low", 150), ("high", 900)):
+        (tmp_path / "d" / lab).mkdir(parents=True)
+        for k in range(4): sf.write(tmp_path / "d" / lab / f"{k}.wav", _tone(f0 * (1 + 0.05 * k), 12, 22050, k), 22050)
+    recipe = Recipe(("MSD_musicnn/penultimate", "mn04/embedding", "mn04/logits"))
+    rep = train(tmp_path / "d", folds=2, repeats=1, recipe=recipe, progress=False, cache_dir=tmp_path / "cache")
+    model = load_model(save_training(rep, tmp_path / "m"))
+    assert model.meta["embedding"]["views"] == list(recipe.views) and model.mean.shape == (2 * (200 + 384 + 527),)
+    files = sorted((tmp_path / "d").glob("*/*.wav"))[::3]
+    onnx, tf = (predict(files, model, backend=b) for b in ("onnx", "tf"))
+    assert onnx.error.isna().all() and list(onnx.genre) == list(tf.genre)
+    assert np.abs(onnx[model.labels].to_numpy() - tf[model.labels].to_numpy()).max() < 1e-3
