@@ -12,7 +12,7 @@ from .core import GenreNBError, get_logger
 log = get_logger("genre_nb.cluster")
 
 # %% auto #0
-__all__ = ['log', 'SAME_PATHS', 'worker_name', 'WorkerLost', 'default_in_flight', 'cluster_map']
+__all__ = ['log', 'SAME_PATHS', 'worker_name', 'one_blas_thread', 'WorkerLost', 'default_in_flight', 'cluster_map']
 
 # %% ../nbs/00b_cluster.ipynb #7557a62a
 def worker_name() -> str:
@@ -27,19 +27,19 @@ def worker_name() -> str:
 SAME_PATHS = "the Dask workers must see the files at the same paths as the client (shared storage)"
 
 # %% ../nbs/00b_cluster.ipynb #2cc4a10a
-_ONE_THREAD: list = []   # set once numpy's BLAS is kept to one thread in this process
+_ONE_BLAS_THREAD: list = []   # set once numpy's BLAS is kept to one thread in this process
 
-def _one_blas_thread():
+def one_blas_thread():
     "Keep numpy's BLAS to one thread in this process from now on (once per process; `threadpoolctl`)."
-    if _ONE_THREAD: return
+    if _ONE_BLAS_THREAD: return
     from threadpoolctl import threadpool_limits
     threadpool_limits(1, user_api="blas")
-    _ONE_THREAD.append(True)
+    _ONE_BLAS_THREAD.append(True)
 
 # %% ../nbs/00b_cluster.ipynb #ca3e44e7
 def _on_worker(fn: Callable, item, *shared) -> tuple[str, object]:
     "One task: `fn(item, *shared)` with one BLAS thread, and who ran it (`worker_name`)."
-    _one_blas_thread()
+    one_blas_thread()
     return worker_name(), fn(item, *shared)
 
 # %% ../nbs/00b_cluster.ipynb #dba28594

@@ -14,6 +14,7 @@ import pandas as pd
 from fastcore.meta import delegates
 
 from . import audio, bundle, core, models, transfer
+from .cluster import one_blas_thread
 from .core import (GenreNBError, ParameterError, check_choice, check_float)
 from .data import audio_files, skipped_line
 from .embeddings import musicnn_patches
@@ -286,16 +287,6 @@ def _watch_parent(pid: int):
         os._exit(1)
     threading.Thread(target=watch, name="genre_nb-watch-parent", daemon=True).start()
 
-# %% ../nbs/08b_predict.ipynb #a39241e3
-_BLAS_ONE: list = []   # set once numpy's BLAS is kept to one thread in this worker
-
-def _one_blas_thread():
-    "Keep numpy's BLAS to one thread in this process from now on (once per worker process; `threadpoolctl`)."
-    if _BLAS_ONE: return
-    from threadpoolctl import threadpool_limits
-    threadpool_limits(1, user_api="blas")
-    _BLAS_ONE.append(True)
-
 # %% ../nbs/08b_predict.ipynb #19363fe6
 def _work(i: int,           # the input's index
           model, src,       # a loaded model; a path or a (waveform, sr) pair
@@ -305,7 +296,7 @@ def _work(i: int,           # the input's index
          ) -> tuple[int, object]: # (i, `_attempt`'s answer)
     "One input in a worker: its index and `_attempt`'s answer."
     if parent: _watch_parent(parent)
-    _one_blas_thread()
+    one_blas_thread()
     if backend == "onnx":                                     # built once per worker, before any other
         for net in onnx_nets(model): net_session(net, threads=1)
     return i, _attempt(model, src, window_s, backend)

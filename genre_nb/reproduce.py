@@ -16,7 +16,7 @@ from .report import readme_table, update_readme, write_reports_index
 log = get_logger("genre_nb.reproduce")
 
 # %% auto #0
-__all__ = ['log', 'CHAPTERS', 'SEEDED', 'NOTEBOOK_MB', 'ChapterFailed', 'machine_free', 'run_chapter', 'reproduce',
+__all__ = ['log', 'CHAPTERS', 'SEEDED', 'RENAMED', 'NOTEBOOK_MB', 'ChapterFailed', 'machine_free', 'run_chapter', 'reproduce',
            'render_index', 'write_readme']
 
 # %% ../nbs/09_reproduce.ipynb #53651031
@@ -28,6 +28,9 @@ SEEDED = ("05a_cnn", "05b_rnn", "06_hybrid")   # run once per seed
 class ChapterFailed(GenreNBError):
     "A chapter's notebook raised: the message names the chapter, the cell and the error."
 
+# %% ../nbs/09_reproduce.ipynb #a9d1e0c2
+RENAMED = {"08_predict": "08d_recipes"}   # chapters renamed by the split by job (issue 25): old name -> new
+
 # %% ../nbs/09_reproduce.ipynb #370df71d
 def _chapters(only: str | None,  # comma-separated chapters, e.g. `01,04_baselines`; None or "": all
              ) -> list[str]:     # the chapters to run, in `CHAPTERS` order
@@ -35,7 +38,9 @@ def _chapters(only: str | None,  # comma-separated chapters, e.g. `01,04_baselin
     if not only: return list(CHAPTERS)
     out = []
     for key in [k.strip() for k in only.split(",") if k.strip()]:
-        hits = [c for c in CHAPTERS if c == key or c.split("_")[0] == key]
+        key = RENAMED.get(key, key)
+        hits = ([c for c in CHAPTERS if c == key or c.split("_")[0] == key]
+                or [c for c in CHAPTERS if c.split("_")[0].rstrip("abcdefghij") == key])   # `08`: the 08 chapter run
         if not hits: raise ParameterError(f"--only: unknown chapter {key!r}; chapters: {', '.join(CHAPTERS)}")
         out += [h for h in hits if h not in out]
     return [c for c in CHAPTERS if c in out]
