@@ -42,6 +42,11 @@ def _on_worker(fn: Callable, item, *shared) -> tuple[str, object]:
     one_blas_thread()
     return worker_name(), fn(item, *shared)
 
+# %% ../nbs/00b_cluster.ipynb #f2aa5e85
+def _held(x):
+    "`x` itself: a task result the cluster can compute again when a worker dies (scattered data it cannot)."
+    return x
+
 # %% ../nbs/00b_cluster.ipynb #dba28594
 class WorkerLost(GenreNBError):
     "The Dask workers that ran a task died, each time it was retried: its input is reported, not lost."
@@ -84,8 +89,8 @@ def cluster_map(client,                  # a `distributed.Client`
     try: client.wait_for_workers(1, timeout=patience)
     except TimeoutError: _no_workers(client, time.monotonic() - patience - 1, patience)
     n = in_flight or default_in_flight(client)
-    shared = [client.scatter([s], broadcast=True, hash=False)[0] for s in shared]
     todo, pending, tag = iter(enumerate(items)), {}, f"{getattr(fn, '__name__', 'task')}-{uuid.uuid4().hex[:8]}"
+    shared = [client.submit(_held, s, key=f"{tag}-shared-{j}", pure=False) for j, s in enumerate(shared)]
     done = as_completed()
     def submit(k: int):
         for i, item in itertools.islice(todo, k):

@@ -170,3 +170,19 @@ def test_help_says_the_workers_must_see_the_files():
     for cmd in ("predict", "extract"):
         r = subprocess.run([GENRE_NB, cmd, "--help"], capture_output=True, text=True, timeout=120)
         assert r.returncode == 0 and "must see the files at the same paths" in " ".join(r.stdout.split()), r.stdout
+
+
+def test_shared_arguments_survive_the_death_of_the_only_worker_that_held_them(tmp_path):
+    """What every task shares (the model) lives on the one worker there was when the run began (w0); a second worker
+    (w1) joins, w0 is killed: the tasks still to come must get the shared value (computed again on w1), not be cancelled
+    (with scattered data they were: 'the Dask scheduler dropped the work', a flake of the killed-worker test on CI)."""
+    import operator
+    from distributed import Client
+    from genre_nb.cluster import cluster_map
+    with LocalDask(tmp_path / "cluster", 1) as c, Client(c.address, timeout="60s") as client:
+        run = cluster_map(client, operator.add, range(8), 100, in_flight=1)
+        got = dict([next(run)[:2]])                   # the shared value now exists on w0 alone
+        c.add_worker("w1"); c.wait_for(2)
+        os.kill(c.pid("w0"), signal.SIGKILL)
+        got.update((i, a) for i, a, _ in run)
+    assert got == {i: i + 100 for i in range(8)}
